@@ -1,0 +1,33 @@
+# Every target bootstraps .venv by itself: only Python 3.11 is needed.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OUT ?= runs/default
+
+.PHONY: run test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# CPU wheel first where there is no GPU, so no multi-GB CUDA build is pulled in.
+	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install --quiet torch; \
+	else $(PY) -m pip install --quiet torch==2.13.0; fi
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Train VQ-GNN and the full-graph baseline on the built-in synthetic graph.
+run: $(STAMP)
+	$(VENV)/bin/vqgnn-dist compare --dataset synthetic --model gcn --epochs 30 --output-dir $(OUT)
+
+## Install and run the whole offline test suite.
+test: $(STAMP)
+	$(VENV)/bin/ruff check vqgnn_dist tests jobs
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check vqgnn_dist tests jobs
+	$(VENV)/bin/ruff format --check vqgnn_dist tests jobs
+
+clean:
+	rm -rf $(VENV) runs
