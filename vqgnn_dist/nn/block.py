@@ -1,0 +1,159 @@
+"""The message-passing block of one mini-batch: who sends to whom, exactly or by codeword.
+
+For a batch B the layer computes over the rows ``H = [X_B ; X~_out]``: exact
+inputs of the batch nodes followed by the codeword rows of the *outside* nodes
+whose messages reach the batch (paper Eq. 6, the "red" messages). The
+*receivers* are the outside nodes that receive messages from B; their
+gradient codewords carry the "blue" messages of Eq. 7 back to B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def gather_rows(rowptr: Tensor, col: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Entries of the given CSR rows: (position of the row in ``rows``, column id)."""
+    start = rowptr[rows]
+    count = rowptr[rows + 1] - start
+    pos = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), count)
+    offset = torch.arange(pos.numel(), device=rows.device) - (count.cumsum(0) - count)[pos]
+    return pos, col[start[pos] + offset]
+
+
+@dataclass
+class GraphIndex:
+    """CSR views of a graph used to build blocks.
+
+    ``rowptr``/``col`` list the senders j of every node i (C_ij may be non-zero);
+    ``out_rowptr``/``out_col`` list the receivers; for a symmetric graph they are
+    the same tensors. ``deg`` is the in-degree without self-loops.
+    """
+
+    rowptr: Tensor
+    col: Tensor
+    out_rowptr: Tensor
+    out_col: Tensor
+    deg: Tensor
+
+    @property
+    def num_nodes(self) -> int:
+        return self.rowptr.numel() - 1
+
+    @classmethod
+    def from_edge_index(cls, edge_index: Tensor, num_nodes: int) -> GraphIndex:
+        """Build from a [2, m] edge list of (source, target) pairs, self-loops removed."""
+        src, dst = edge_index[0], edge_index[1]
+        keep = src != dst
+        src, dst = src[keep], dst[keep]
+        rowptr, col = _csr(dst, src, num_nodes)
+        symmetric = _is_symmetric(src, dst, num_nodes)
+        out_rowptr, out_col = (rowptr, col) if symmetric else _csr(src, dst, num_nodes)
+        deg = (rowptr[1:] - rowptr[:-1]).to(torch.get_default_dtype())
+        return cls(rowptr, col, out_rowptr, out_col, deg)
+
+    def to(self, device: torch.device | str) -> GraphIndex:
+        return GraphIndex(*(t.to(device) for t in (self.rowptr, self.col, self.out_rowptr,
+                                                     self.out_col, self.deg)))
+
+
+def _csr(row: Tensor, col: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+    order = torch.argsort(row * num_nodes + col)
+    counts = torch.bincount(row, minlength=num_nodes)
+    rowptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=row.device)
+    rowptr[1:] = counts.cumsum(0)
+    return rowptr, col[order]
+
+
+def _is_symmetric(src: Tensor, dst: Tensor, num_nodes: int) -> bool:
+    fwd = torch.sort(src * num_nodes + dst).values
+    bwd = torch.sort(dst * num_nodes + src).values
+    return bool(torch.equal(fwd, bwd))
+
+
+@dataclass
+class Block:
+    """Index structure of one batch, shared by every layer.
+
+    Rows of ``H`` are ``batch`` (b of them) then ``outside`` (h). Forward edges
+    ``fwd_dst <- fwd_src`` have destinations in the batch (0..b-1); blue edges
+    ``blue_dst <- blue_src`` have destinations among the receivers (0..r-1).
+    Both index their sources in ``H``. Self-loops are not listed.
+    """
+
+    batch: Tensor
+    outside: Tensor
+    fwd_dst: Tensor
+    fwd_src: Tensor
+    receivers: Tensor
+    blue_dst: Tensor
+    blue_src: Tensor
+    receiver_row: Tensor  # row of each receiver in H, or -1 when its features are not needed
+    deg: Tensor  # [b + h] in-degree of the rows of H
+    receiver_deg: Tensor  # [r]
+
+    @property
+    def num_batch(self) -> int:
+        return self.batch.numel()
+
+    @property
+    def num_rows(self) -> int:
+        return self.batch.numel() + self.outside.numel()
+
+
+def build_block(index: GraphIndex, batch: Tensor, receiver_rows: bool = False) -> Block:
+    """The block of ``batch``.
+
+    With ``receiver_rows`` (learnable convolutions such as GAT) the blue part
+    holds the receivers' whole in-neighbourhoods, since their attention rows
+    depend on every sender; otherwise only the senders inside the batch, the
+    only ones whose messages depend on X_B.
+    """
+    n, b = index.num_nodes, batch.numel()
+    device = batch.device
+    local = torch.full((n,), -1, dtype=torch.long, device=device)
+    local[batch] = torch.arange(b, device=device)
+
+    fwd_dst, fwd_glob = gather_rows(index.rowptr, index.col, batch)
+    sender, recv_glob = gather_rows(index.out_rowptr, index.out_col, batch)
+    outward = local[recv_glob] < 0
+    sender, recv_glob = sender[outward], recv_glob[outward]
+    receivers, blue_dst = torch.unique(recv_glob, return_inverse=True)
+
+    needed = [fwd_glob[local[fwd_glob] < 0]]
+    if receiver_rows:
+        rdst, rsrc_glob = gather_rows(index.rowptr, index.col, receivers)
+        needed += [rsrc_glob[local[rsrc_glob] < 0], receivers]
+    outside = torch.unique(torch.cat(needed))
+    local[outside] = b + torch.arange(outside.numel(), device=device)
+
+    if receiver_rows:
+        blue_dst, blue_src = rdst, local[rsrc_glob]
+        receiver_row = local[receivers]
+    else:
+        blue_src = sender
+        receiver_row = torch.full_like(receivers, -1)
+    rows = torch.cat([batch, outside])
+    return Block(
+        batch=batch,
+        outside=outside,
+        fwd_dst=fwd_dst,
+        fwd_src=local[fwd_glob],
+        receivers=receivers,
+        blue_dst=blue_dst,
+        blue_src=blue_src,
+        receiver_row=receiver_row,
+        deg=index.deg[rows],
+        receiver_deg=index.deg[receivers],
+    )
+
+
+def spmm(dst: Tensor, src: Tensor, weight: Tensor, num_dst: int, h: Tensor) -> Tensor:
+    """out[i] = sum over edges (i <- j) of weight * h[j]; differentiable in weight and h."""
+    adj = torch.sparse_coo_tensor(
+        torch.stack([dst, src]), weight, (num_dst, h.shape[0]), check_invariants=False
+    )
+    return torch.sparse.mm(adj, h)

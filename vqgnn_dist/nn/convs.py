@@ -1,0 +1,156 @@
+"""Graph convolutions in the form X' = sum_s C_s X W_s (paper Eq. 1), conv first, weight after.
+
+Each convolution exposes the two halves VQ-GNN needs:
+
+* ``messages(h, block)``: the convolution output ``C_B H`` at the batch rows,
+  over ``H = [X_B ; X~_out]`` (paper Eq. 6, green and red messages);
+* ``receiver_messages(h, block)``: the convolution output at the receivers,
+  computed from the same rows, whose inner product with the receivers'
+  gradient codewords back-propagates the blue messages of Eq. 7;
+* ``transform(m, h_self)``: the linear maps applied after message passing.
+
+The gradient codewords of a layer approximate d loss / d(C X), the gradient at
+the output of ``messages``; ``grad_channels`` says how many copies of the
+input width that output has (GAT: one per head).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.utils import softmax
+
+from vqgnn_dist.nn.block import Block, spmm
+
+
+class ApproxConv(nn.Module):
+    """Base class: a convolution evaluated on a :class:`Block`."""
+
+    grad_channels: int = 1
+
+    def messages(self, h: Tensor, block: Block) -> Tensor:
+        raise NotImplementedError
+
+    def receiver_messages(self, h: Tensor, block: Block) -> Tensor:
+        raise NotImplementedError
+
+    def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+def _self_loops(num: int, device: torch.device) -> Tensor:
+    return torch.arange(num, device=device)
+
+
+class GCNConv(ApproxConv):
+    """GCN: C = D~^-1/2 (A + I) D~^-1/2, then X W + b (Kipf and Welling)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(in_channels, out_channels, bias=False)
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+
+    def messages(self, h: Tensor, block: Block) -> Tensor:
+        b = block.num_batch
+        dinv = (block.deg + 1).rsqrt()
+        loop = _self_loops(b, h.device)
+        dst = torch.cat([block.fwd_dst, loop])
+        src = torch.cat([block.fwd_src, loop])
+        return spmm(dst, src, dinv[dst] * dinv[src], b, h)
+
+    def receiver_messages(self, h: Tensor, block: Block) -> Tensor:
+        dinv = (block.deg + 1).rsqrt()
+        rinv = (block.receiver_deg + 1).rsqrt()
+        w = rinv[block.blue_dst] * dinv[block.blue_src]
+        return spmm(block.blue_dst, block.blue_src, w, block.receivers.numel(), h)
+
+    def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
+        return self.lin(m) + self.bias
+
+
+class SAGEConv(ApproxConv):
+    """SAGE-Mean: C1 = I and C2 = D^-1 A, then X W_root + (D^-1 A X) W_neigh + b."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.lin_neigh = nn.Linear(in_channels, out_channels, bias=True)
+        self.lin_root = nn.Linear(in_channels, out_channels, bias=False)
+
+    def messages(self, h: Tensor, block: Block) -> Tensor:
+        w = 1.0 / block.deg.clamp_min(1)[block.fwd_dst]
+        return spmm(block.fwd_dst, block.fwd_src, w, block.num_batch, h)
+
+    def receiver_messages(self, h: Tensor, block: Block) -> Tensor:
+        w = 1.0 / block.receiver_deg.clamp_min(1)[block.blue_dst]
+        return spmm(block.blue_dst, block.blue_src, w, block.receivers.numel(), h)
+
+    def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
+        return self.lin_neigh(m) + self.lin_root(h_self)
+
+
+class GATConv(ApproxConv):
+    """GAT: a learnable C per head, C_ij = softmax_j(LeakyReLU(a_dst.W x_i + a_src.W x_j)) on A + I.
+
+    The message passing acts on layer inputs per head (M_h = C_h X), so the
+    gradient part of a codeword has one copy of the input width per head.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        heads: int = 1,
+        concat: bool = True,
+        dropout: float = 0.0,
+        negative_slope: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
+        self.concat, self.dropout, self.negative_slope = concat, dropout, negative_slope
+        self.grad_channels = heads
+        self.lin = nn.Linear(in_channels, heads * out_channels, bias=False)
+        self.att_src = nn.Parameter(torch.empty(1, heads, out_channels))
+        self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels))
+        self.bias = nn.Parameter(torch.zeros(heads * out_channels if concat else out_channels))
+        nn.init.xavier_uniform_(self.lin.weight)
+        nn.init.xavier_uniform_(self.att_src)
+        nn.init.xavier_uniform_(self.att_dst)
+
+    def _attend(
+        self, h: Tensor, dst: Tensor, src: Tensor, dst_rows: Tensor, num_dst: int, detach: bool
+    ) -> Tensor:
+        weight, att_src, att_dst = self.lin.weight, self.att_src, self.att_dst
+        if detach:
+            weight, att_src, att_dst = weight.detach(), att_src.detach(), att_dst.detach()
+        proj = (h @ weight.t()).view(-1, self.heads, self.out_channels)
+        a_src = (proj * att_src).sum(-1)
+        a_dst = (proj[dst_rows] * att_dst).sum(-1)
+        score = F.leaky_relu(a_src[src] + a_dst[dst], self.negative_slope)
+        alpha = softmax(score, dst, num_nodes=num_dst)
+        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+        out = [spmm(dst, src, alpha[:, k], num_dst, h) for k in range(self.heads)]
+        return torch.cat(out, dim=1)
+
+    def messages(self, h: Tensor, block: Block) -> Tensor:
+        b = block.num_batch
+        loop = _self_loops(b, h.device)
+        dst = torch.cat([block.fwd_dst, loop])
+        src = torch.cat([block.fwd_src, loop])
+        return self._attend(h, dst, src, loop, b, detach=False)
+
+    def receiver_messages(self, h: Tensor, block: Block) -> Tensor:
+        # Parameters are detached: the receivers' rows pass blue messages to X_B,
+        # while the weights take their gradient from the batch rows alone.
+        r = block.receivers.numel()
+        loop = _self_loops(r, h.device)
+        dst = torch.cat([block.blue_dst, loop])
+        src = torch.cat([block.blue_src, block.receiver_row])
+        return self._attend(h, dst, src, block.receiver_row, r, detach=True)
+
+    def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
+        m = m.view(-1, self.heads, self.in_channels)
+        w = self.lin.weight.view(self.heads, self.out_channels, self.in_channels)
+        out = torch.einsum("nhi,hoi->nho", m, w)
+        out = out.reshape(-1, self.heads * self.out_channels) if self.concat else out.mean(1)
+        return out + self.bias

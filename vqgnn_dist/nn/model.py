@@ -1,0 +1,219 @@
+"""The VQ-GNN model: L approximate convolutions, one product codebook and one assignment table each.
+
+A training step is::
+
+    logits, blue = model(x[batch], block)            # Eq. 6 forward
+    loss = criterion(logits[train], y) + blue        # blue carries Eq. 7
+    loss.backward(); optimizer.step()
+    stats = model.codebook_stats()                    # assignments + EMA sums
+    model.apply_codebook_stats(stats)                 # (aggregated in dist/)
+    model.set_assignments(block.batch, stats)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vqgnn_dist.nn.block import Block, GraphIndex, build_block
+from vqgnn_dist.nn.convs import ApproxConv, GATConv, GCNConv, SAGEConv
+from vqgnn_dist.vq.codebook import CodebookStats, ProductCodebook
+
+CONVS = ("gcn", "sage", "gat")
+
+
+def make_convs(
+    conv: str, in_dim: int, hidden: int, out_dim: int, num_layers: int, heads: int, dropout: float
+) -> list[ApproxConv]:
+    """The convolution stack; for GAT ``hidden`` is the concatenated width of all heads."""
+    if conv not in CONVS:
+        raise ValueError(f"unknown model {conv!r}; choose one of {', '.join(CONVS)}")
+    dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
+    layers: list[ApproxConv] = []
+    for i in range(num_layers):
+        last = i == num_layers - 1
+        if conv == "gcn":
+            layers.append(GCNConv(dims[i], dims[i + 1]))
+        elif conv == "sage":
+            layers.append(SAGEConv(dims[i], dims[i + 1]))
+        else:
+            h = 1 if last else heads
+            layers.append(GATConv(dims[i], dims[i + 1] // h, h, concat=not last, dropout=dropout))
+    return layers
+
+
+class VQGNN(nn.Module):
+    """A GNN trained and evaluated with VQ-GNN's approximate message passing.
+
+    Args:
+        conv: ``gcn``, ``sage`` or ``gat``.
+        in_dim, hidden, out_dim, num_layers: widths and depth.
+        num_nodes: nodes whose assignments the model keeps (the graph, or a shard with its halo).
+        codebook_size: k codewords per group and layer.
+        group_size: D features per product-VQ group.
+        heads: attention heads of hidden GAT layers.
+        dropout: dropout on layer inputs (and GAT attention).
+        decay: EMA decay of the codebooks.
+    """
+
+    def __init__(
+        self,
+        conv: str,
+        in_dim: int,
+        hidden: int,
+        out_dim: int,
+        num_layers: int,
+        num_nodes: int,
+        codebook_size: int,
+        group_size: int = 4,
+        heads: int = 1,
+        dropout: float = 0.5,
+        decay: float = 0.99,
+    ) -> None:
+        super().__init__()
+        self.conv_name = conv
+        self.dropout = dropout
+        self.convs = nn.ModuleList(make_convs(conv, in_dim, hidden, out_dim, num_layers, heads, dropout))
+        dims = [in_dim] + [hidden] * (num_layers - 1)
+        # Layer 0 reads constant input features: no gradient flows to them, so its
+        # codewords need no gradient part (there are no blue messages to carry).
+        self.codebooks = nn.ModuleList(
+            ProductCodebook(
+                dims[i],
+                codebook_size,
+                group_size,
+                grad_channels=0 if i == 0 else self.convs[i].grad_channels,
+                decay=decay,
+            )
+            for i in range(num_layers)
+        )
+        index_dtype = torch.int16 if codebook_size <= torch.iinfo(torch.int16).max else torch.int32
+        for i, cb in enumerate(self.codebooks):
+            self.register_buffer(f"assignment{i}", torch.zeros(num_nodes, cb.num_groups, dtype=index_dtype))
+        self._cache: list[tuple[Tensor, dict[str, Tensor]]] = []
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.convs)
+
+    @property
+    def receiver_rows(self) -> bool:
+        """Whether blocks must carry the receivers' full rows (learnable convolutions)."""
+        return self.conv_name == "gat"
+
+    @property
+    def layer_inputs(self) -> list[Tensor]:
+        """The inputs X_B of every layer in the last forward pass (part of its autograd graph)."""
+        return [h for h, _ in self._cache]
+
+    @property
+    def conv_output_grads(self) -> list[Tensor | None]:
+        """d loss / d(C X) at the batch rows of every layer after the last backward pass."""
+        return [grad.get("g") for _, grad in self._cache]
+
+    def assignment(self, layer: int) -> Tensor:
+        return getattr(self, f"assignment{layer}")
+
+    def block(self, index: GraphIndex, batch: Tensor) -> Block:
+        return build_block(index, batch, receiver_rows=self.receiver_rows)
+
+    # --------------------------------------------------------------- forward
+    def forward(self, x: Tensor, block: Block) -> tuple[Tensor, Tensor]:
+        """Approximate forward of the batch (Eq. 6) and the blue-message term of Eq. 7.
+
+        Returns the batch logits and a scalar whose value is zero and whose
+        gradient w.r.t. each layer's X_B is sum_j C_ji G~_r(j): the messages that
+        batch node i sends to outside receivers j, weighted by their gradient
+        codewords. Add it to the loss before ``backward``.
+        """
+        self._cache = []
+        h, blue = x, x.new_zeros(())
+        b = block.num_batch
+        for layer, (conv, cb) in enumerate(zip(self.convs, self.codebooks, strict=True)):
+            assign = self.assignment(layer)
+            rows = torch.cat([h, cb.feature_codewords(assign[block.outside])])
+            rows = F.dropout(rows, p=self.dropout, training=self.training)
+            m = conv.messages(rows, block)
+            grad: dict[str, Tensor] = {}
+            if cb.grad_channels and m.requires_grad:
+                m.register_hook(lambda g, grad=grad: grad.__setitem__("g", g.detach()))
+            if cb.grad_channels and h.requires_grad and block.receivers.numel():
+                mr = conv.receiver_messages(rows, block)
+                g_tilde = cb.gradient_codewords(assign[block.receivers])
+                s = (mr * g_tilde).sum()
+                blue = blue + (s - s.detach())
+            self._cache.append((h, grad))
+            h = conv.transform(m, rows[:b])
+            if layer < self.num_layers - 1:
+                h = F.relu(h)
+        return h, blue
+
+    # ------------------------------------------------------------ codebooks
+    def codebook_stats(self) -> list[CodebookStats]:
+        """Per-layer statistics of the last batch, after its backward pass."""
+        out = []
+        for cb, (x, grad) in zip(self.codebooks, self._cache, strict=True):
+            out.append(cb.batch_stats(x.detach(), grad.get("g") if cb.grad_channels else None))
+        return out
+
+    def apply_codebook_stats(self, stats: list[CodebookStats], with_gradients: bool = True) -> None:
+        """One EMA update of every layer's codebook."""
+        for cb, s in zip(self.codebooks, stats, strict=True):
+            cb.apply_stats(s, with_gradients=with_gradients)
+
+    def set_assignments(self, nodes: Tensor, stats: list[CodebookStats]) -> None:
+        """Store the batch nodes' new codeword assignments (rows of R)."""
+        for layer, s in enumerate(stats):
+            table = self.assignment(layer)
+            table[nodes] = s.assignment.to(table.dtype)
+
+    # ----------------------------------------------------------- init pass
+    @torch.no_grad()
+    def init_codebooks(
+        self, x: Tensor, index: GraphIndex, batches: list[Tensor], generator: torch.Generator
+    ) -> None:
+        """Assign every node a codeword per layer before training (no gradients).
+
+        Codebooks are seeded with k random rows of the first batch and whitened
+        by its moments; then every batch, layer by layer, is assigned to its
+        nearest feature codeword and the feature codewords follow the EMA.
+        """
+        was_training = self.training
+        self.eval()
+        for step, batch in enumerate(batches):
+            block = self.block(index, batch)
+            h = x[batch]
+            for layer, (conv, cb) in enumerate(zip(self.convs, self.codebooks, strict=True)):
+                if step == 0:
+                    cb.set_moments(h)
+                    pick = torch.randint(h.shape[0], (cb.codebook_size,), generator=generator)
+                    cb.load_codewords(h[pick.to(h.device)])
+                stats = cb.batch_stats(h, None)
+                cb.apply_stats(stats, with_gradients=False)
+                self.assignment(layer)[batch] = stats.assignment.to(self.assignment(layer).dtype)
+                rows = torch.cat([h, cb.feature_codewords(self.assignment(layer)[block.outside])])
+                h = conv.transform(conv.messages(rows, block), rows[: block.num_batch])
+                if layer < self.num_layers - 1:
+                    h = F.relu(h)
+        self.train(was_training)
+
+    # ------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(self, x: Tensor, index: GraphIndex, batches: list[Tensor]) -> Tensor:
+        """Logits of every node in ``batches`` by mini-batch inference with codewords.
+
+        No neighbour explosion: each batch sees only its one-hop rows and the
+        codewords, at every layer. With a single batch of all nodes this is
+        exact full-graph inference.
+        """
+        was_training = self.training
+        self.eval()
+        out = None
+        for batch in batches:
+            logits, _ = self(x[batch], self.block(index, batch))
+            if out is None:
+                out = logits.new_zeros(index.num_nodes, logits.shape[1])
+            out[batch] = logits
+        self.train(was_training)
+        return out

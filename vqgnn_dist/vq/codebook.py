@@ -1,0 +1,350 @@
+"""Product codebooks of VQ-GNN with EMA updates and implicit whitening.
+
+One :class:`ProductCodebook` serves one GNN layer. The layer input of ``f``
+features is split into ``G = ceil(f / D)`` groups of ``D`` features (the last
+group is zero padded); every group has its own codebook of ``k`` codewords and
+every node its own assignment per group (product VQ).
+
+A codeword is a pair ``[feature part | gradient part]`` (paper Eq. 6 and 7):
+the feature part approximates the layer input ``X`` of the nodes assigned to
+it, the gradient part approximates the gradient at the layer's convolution
+output ``C X`` of those nodes. Both parts live in a whitened space: vectors
+are normalised by running means and variances before distances are taken and
+codewords are de-whitened when they are used.
+
+The update is split in two so that a parameter server can aggregate it:
+
+* :meth:`ProductCodebook.batch_stats` turns one mini-batch into
+  :class:`CodebookStats`: the assignment of every batch node plus sums that add
+  up across workers (counts, whitened sums per codeword, raw moments, and the
+  worst-quantised vectors as re-seeding candidates);
+* :meth:`ProductCodebook.apply_stats` applies one EMA step from (possibly
+  aggregated) statistics.
+
+With P workers of batch b, summing their statistics with :func:`merge_stats`
+and applying once equals one process with batch P*b.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class CodebookStats:
+    """Statistics of one mini-batch for one layer's product codebook.
+
+    Shapes use G groups, k codewords, E = D + Dg entries per codeword and c
+    re-seeding candidates. ``assignment`` is local to the batch; every other
+    field is aggregated across workers by :func:`merge_stats`.
+    """
+
+    assignment: Tensor  # [b, G] int64, nearest codeword per node and group
+    count: Tensor  # [G, k] number of batch vectors assigned to each codeword
+    total: Tensor  # [G, k, E] sum of whitened vectors assigned to each codeword
+    moment_n: Tensor  # [] number of vectors in the raw moments
+    moment_sum: Tensor  # [G, E] sum of raw vectors
+    moment_sumsq: Tensor  # [G, E] sum of squared raw vectors
+    candidate: Tensor  # [G, c, E] whitened vectors with the largest quantisation error
+    candidate_err: Tensor  # [G, c] their squared errors
+    sq_err: Tensor  # [] squared error of the raw feature part against its codewords
+    sq_norm: Tensor  # [] squared norm of the raw feature part
+
+    @property
+    def relative_error(self) -> float:
+        """The VQ relative error epsilon = ||X - R X~||_F / ||X||_F of this batch."""
+        return float((self.sq_err / self.sq_norm.clamp_min(1e-30)).sqrt())
+
+
+def merge_stats(parts: list[CodebookStats]) -> CodebookStats:
+    """Sum the statistics of several workers (their assignments are concatenated).
+
+    Candidates are merged by keeping the ones with the largest errors, so the
+    result does not depend on how the batch was split across workers.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    out = {}
+    for field in fields(CodebookStats):
+        values = [getattr(p, field.name) for p in parts]
+        if field.name == "assignment":
+            out[field.name] = torch.cat(values)
+        elif field.name in ("candidate", "candidate_err"):
+            continue
+        else:
+            out[field.name] = torch.stack(values).sum(0)
+    cand = torch.cat([p.candidate for p in parts], dim=1)
+    err = torch.cat([p.candidate_err for p in parts], dim=1)
+    keep = min(parts[0].candidate_err.shape[1], err.shape[1])
+    top = _stable_topk(err, keep)
+    out["candidate"] = torch.gather(cand, 1, top[..., None].expand(-1, -1, cand.shape[-1]))
+    out["candidate_err"] = torch.gather(err, 1, top)
+    return CodebookStats(**out)
+
+
+def _nearest(z: Tensor, cw: Tensor, chunk_elems: int = 1 << 24) -> tuple[Tensor, Tensor]:
+    """Nearest codeword per group: z [G, b, E], cw [G, k, E] -> (index, squared distance) [G, b].
+
+    Works in chunks of nodes so the [G, chunk, k] distance block stays small.
+    """
+    G, b, _ = z.shape
+    k = cw.shape[1]
+    step = max(1, chunk_elems // max(1, G * k))
+    c2 = (cw * cw).sum(-1)[:, None]  # [G, 1, k]
+    index, dist = [], []
+    for s in range(0, b, step):
+        zs = z[:, s : s + step]
+        d = (zs * zs).sum(-1, keepdim=True) - 2 * zs @ cw.transpose(1, 2) + c2
+        best, arg = d.min(-1)
+        index.append(arg)
+        dist.append(best.clamp_min(0))
+    return torch.cat(index, 1), torch.cat(dist, 1)
+
+
+def _stable_topk(err: Tensor, k: int) -> Tensor:
+    """Indices of the k largest errors per row, ties broken by position."""
+    order = torch.sort(err, dim=1, descending=True, stable=True).indices
+    return order[:, :k]
+
+
+class ProductCodebook(nn.Module):
+    """Per-layer product codebook with feature and gradient codewords.
+
+    Args:
+        num_features: ``f``, width of the layer input (feature part).
+        codebook_size: ``k``, codewords per group.
+        group_size: ``D``, features per group.
+        grad_channels: gradient entries per feature (0 = no gradient part,
+            1 for GCN/SAGE, the number of heads for GAT).
+        decay: EMA decay gamma of counts, sums and whitening moments.
+        laplace_eps: Laplace smoothing of the EMA counts.
+        dead_threshold: an EMA count below this marks a dead codeword, which is
+            re-seeded with a badly quantised vector of the batch.
+        num_candidates: re-seeding candidates kept per batch and group.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        codebook_size: int,
+        group_size: int = 4,
+        grad_channels: int = 1,
+        decay: float = 0.99,
+        laplace_eps: float = 1e-5,
+        dead_threshold: float = 1e-3,
+        num_candidates: int = 8,
+        feature_eps: float = 1e-5,
+        grad_eps: float = 1e-20,
+    ) -> None:
+        super().__init__()
+        if codebook_size < 1:
+            raise ValueError(f"codebook_size must be >= 1, got {codebook_size}")
+        self.num_features = num_features
+        self.codebook_size = codebook_size
+        self.group_size = group_size
+        self.grad_channels = grad_channels
+        self.num_groups = -(-num_features // group_size)
+        self.decay = decay
+        self.laplace_eps = laplace_eps
+        self.dead_threshold = dead_threshold
+        self.num_candidates = num_candidates
+        G, k, D = self.num_groups, codebook_size, group_size
+        E = D * (1 + grad_channels)
+        # Per-entry epsilon of the whitening: gradients are tiny, so theirs is tiny.
+        eps = torch.cat([torch.full((D,), feature_eps), torch.full((D * grad_channels,), grad_eps)])
+        self.register_buffer("eps", eps)
+        self.register_buffer("mean", torch.zeros(G, E))
+        self.register_buffer("var", torch.ones(G, E))
+        self.register_buffer("ema_count", torch.ones(G, k))
+        self.register_buffer("ema_total", torch.zeros(G, k, E))
+        self.register_buffer("grad_moments_ready", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("version", torch.zeros((), dtype=torch.long))
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def entry_size(self) -> int:
+        """Entries per codeword and group: D features plus D * grad_channels gradients."""
+        return self.group_size * (1 + self.grad_channels)
+
+    def _group_features(self, x: Tensor) -> Tensor:
+        """[n, f] -> [n, G, D], zero padding the last group."""
+        pad = self.num_groups * self.group_size - x.shape[1]
+        if pad:
+            x = torch.nn.functional.pad(x, (0, pad))
+        return x.reshape(x.shape[0], self.num_groups, self.group_size)
+
+    def _group_grads(self, g: Tensor) -> Tensor:
+        """[n, H * f] (head-major) -> [n, G, H * D]."""
+        n, H = g.shape[0], self.grad_channels
+        g = self._group_features(g.reshape(n * H, self.num_features))
+        return g.reshape(n, H, self.num_groups, self.group_size).transpose(1, 2).reshape(
+            n, self.num_groups, H * self.group_size
+        )
+
+    def _ungroup_grads(self, g: Tensor) -> Tensor:
+        """[n, G, H * D] -> [n, H * f]."""
+        n, H = g.shape[0], self.grad_channels
+        g = g.reshape(n, self.num_groups, H, self.group_size).transpose(1, 2)
+        g = g.reshape(n, H, self.num_groups * self.group_size)[..., : self.num_features]
+        return g.reshape(n, H * self.num_features)
+
+    def _vectors(self, x: Tensor, g: Tensor | None) -> Tensor:
+        """Raw [n, G, E] vectors; a missing gradient stands at its running mean."""
+        xg = self._group_features(x)
+        if self.grad_channels == 0:
+            return xg
+        if g is None:
+            gg = self.mean[None, :, self.group_size :].expand(x.shape[0], -1, -1)
+        else:
+            gg = self._group_grads(g)
+        return torch.cat([xg, gg], dim=-1)
+
+    # ------------------------------------------------------------- codewords
+    def _std(self) -> Tensor:
+        return (self.var + self.eps).sqrt()
+
+    def whitened_codewords(self) -> Tensor:
+        """[G, k, E] codewords m_v / N_v in the whitened space, counts Laplace smoothed."""
+        n = self.ema_count.sum(1, keepdim=True)
+        k = self.codebook_size
+        smoothed = (self.ema_count + self.laplace_eps) / (n + k * self.laplace_eps) * n
+        return self.ema_total / smoothed[..., None]
+
+    def codewords(self) -> Tensor:
+        """[G, k, E] de-whitened codewords, ready to stand in for node rows."""
+        return self.whitened_codewords() * self._std()[:, None] + self.mean[:, None]
+
+    def _lookup(self, assignment: Tensor) -> Tensor:
+        """[n, G] assignments -> [n, G, E] de-whitened codewords."""
+        cw = self.codewords()
+        group = torch.arange(self.num_groups, device=assignment.device)
+        return cw[group[None, :], assignment.long()]
+
+    def feature_codewords(self, assignment: Tensor) -> Tensor:
+        """The feature rows X~ of nodes with the given [n, G] assignments: [n, f]."""
+        rows = self._lookup(assignment)[..., : self.group_size]
+        return rows.reshape(rows.shape[0], self.num_groups * self.group_size)[:, : self.num_features]
+
+    def gradient_codewords(self, assignment: Tensor) -> Tensor:
+        """The gradient rows G~ of nodes with the given assignments: [n, H * f]."""
+        rows = self._lookup(assignment)[..., self.group_size :]
+        return self._ungroup_grads(rows)
+
+    def load_codewords(self, x: Tensor, g: Tensor | None = None) -> None:
+        """Make row v of ``x`` (and ``g``) codeword v of every group, each with count 1.
+
+        Used to seed the codebook from k node rows; with the exact rows of all n
+        nodes (k = n) it reproduces those rows exactly.
+        """
+        if x.shape[0] != self.codebook_size:
+            raise ValueError(f"need {self.codebook_size} rows to load, got {x.shape[0]}")
+        z = (self._vectors(x, g) - self.mean) / self._std()
+        self.ema_total.copy_(z.transpose(0, 1))
+        self.ema_count.fill_(1.0)
+        self.version += 1
+
+    def set_moments(self, x: Tensor, g: Tensor | None = None) -> None:
+        """Set the whitening moments from a set of rows (init pass)."""
+        v = self._vectors(x, g)
+        E = self.entry_size if g is not None else self.group_size
+        self.mean[:, :E] = v.mean(0)[:, :E]
+        self.var[:, :E] = v.var(0, unbiased=False)[:, :E]
+        if g is not None:
+            self.grad_moments_ready.fill_(True)
+
+    # ------------------------------------------------------------ statistics
+    @torch.no_grad()
+    def batch_stats(self, x: Tensor, g: Tensor | None = None) -> CodebookStats:
+        """Assign a batch to its nearest codewords and summarise it (VQ-VAE EMA step, part 1).
+
+        ``x`` is the layer input [b, f] of the batch nodes and ``g`` the gradient
+        at the convolution output [b, H * f], or None in the init pass (then only
+        the feature part decides the assignment).
+        """
+        raw = self._vectors(x, g)  # [b, G, E]
+        z = (raw - self.mean) / self._std()
+        cw = self.whitened_codewords()  # [G, k, E]
+        width = self.entry_size if g is not None else self.group_size
+        assign_t, best = _nearest(z[..., :width].transpose(0, 1), cw[..., :width])  # [G, b]
+        G, k, E = self.num_groups, self.codebook_size, self.entry_size
+        zt = z.transpose(0, 1)  # [G, b, E]
+        count = torch.zeros(G, k, dtype=z.dtype, device=z.device)
+        count.scatter_add_(1, assign_t, torch.ones_like(best))
+        total = torch.zeros(G, k, E, dtype=z.dtype, device=z.device)
+        total.scatter_add_(1, assign_t[..., None].expand(-1, -1, E), zt)
+        c = min(self.num_candidates, z.shape[0])
+        top = _stable_topk(best, c)
+        candidate = torch.gather(zt, 1, top[..., None].expand(-1, -1, E))
+        # VQ relative error of the feature part in the raw space.
+        recon = cw[torch.arange(G, device=z.device)[:, None], assign_t][..., : self.group_size]
+        recon = recon * self._std()[:, None, : self.group_size] + self.mean[:, None, : self.group_size]
+        feat = raw[..., : self.group_size].transpose(0, 1)
+        return CodebookStats(
+            assignment=assign_t.t().contiguous(),
+            count=count,
+            total=total,
+            moment_n=torch.tensor(float(z.shape[0]), dtype=z.dtype, device=z.device),
+            moment_sum=raw.sum(0),
+            moment_sumsq=(raw * raw).sum(0),
+            candidate=candidate,
+            candidate_err=torch.gather(best, 1, top),
+            sq_err=((feat - recon) ** 2).sum(),
+            sq_norm=(feat * feat).sum(),
+        )
+
+    @torch.no_grad()
+    def apply_stats(self, stats: CodebookStats, with_gradients: bool = True) -> None:
+        """One EMA step from (aggregated) batch statistics (VQ-VAE EMA step, part 2).
+
+        N_v <- gamma N_v + (1 - gamma) n_v and m_v <- gamma m_v + (1 - gamma) sum_v,
+        the whitening moments follow the same EMA, and codewords whose count fell
+        under ``dead_threshold`` are re-seeded with the worst-quantised vectors.
+        """
+        gamma = self.decay
+        self.ema_count.mul_(gamma).add_(stats.count, alpha=1 - gamma)
+        self.ema_total.mul_(gamma).add_(stats.total, alpha=1 - gamma)
+        n = stats.moment_n.clamp_min(1.0)
+        mean = stats.moment_sum / n
+        var = (stats.moment_sumsq / n - mean * mean).clamp_min(0.0)
+        D = self.group_size
+        self.mean[:, :D].mul_(gamma).add_(mean[:, :D], alpha=1 - gamma)
+        self.var[:, :D].mul_(gamma).add_(var[:, :D], alpha=1 - gamma)
+        if with_gradients and self.grad_channels:
+            if bool(self.grad_moments_ready):
+                self.mean[:, D:].mul_(gamma).add_(mean[:, D:], alpha=1 - gamma)
+                self.var[:, D:].mul_(gamma).add_(var[:, D:], alpha=1 - gamma)
+            else:
+                self.mean[:, D:] = mean[:, D:]
+                self.var[:, D:] = var[:, D:]
+                self.grad_moments_ready.fill_(True)
+        self._reseed_dead(stats)
+        self.version += 1
+
+    def _reseed_dead(self, stats: CodebookStats) -> None:
+        """Replace codewords with a near-zero EMA count by badly quantised batch vectors."""
+        dead = self.ema_count < self.dead_threshold  # [G, k]
+        if not bool(dead.any()):
+            return
+        c = stats.candidate.shape[1]
+        # The r-th dead codeword of a group (in index order) takes the r-th candidate.
+        rank = dead.long().cumsum(1) - 1
+        take = dead & (rank < c)
+        g_idx, v_idx = take.nonzero(as_tuple=True)
+        self.ema_total[g_idx, v_idx] = stats.candidate[g_idx, rank[g_idx, v_idx]]
+        self.ema_count[g_idx, v_idx] = 1.0
+
+    @torch.no_grad()
+    def usage(self) -> tuple[float, int]:
+        """Mean perplexity of the codeword distribution per group and the dead codeword count."""
+        p = self.ema_count / self.ema_count.sum(1, keepdim=True)
+        entropy = -(p * p.clamp_min(1e-30).log()).sum(1)
+        dead = int((self.ema_count < self.dead_threshold).sum())
+        return float(entropy.exp().mean()), dead
+
+    @torch.no_grad()
+    def nearest_feature_codeword(self, x: Tensor) -> Tensor:
+        """Assignments [n, G] of unseen nodes by their nearest feature codeword (inductive)."""
+        return self.batch_stats(x, None).assignment
