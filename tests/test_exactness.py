@@ -32,14 +32,17 @@ def random_graph(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, t
     return x, y, edge_index, train
 
 
-def loss_fn(logits: torch.Tensor, y: torch.Tensor, train: torch.Tensor, n_train: int) -> torch.Tensor:
+def loss_fn(
+    logits: torch.Tensor, y: torch.Tensor, train: torch.Tensor, n_train: int
+) -> torch.Tensor:
     return F.cross_entropy(logits[train], y[train], reduction="sum") / n_train
 
 
 def make_model(conv: str) -> VQGNN:
     torch.manual_seed(0)
-    return VQGNN(conv, F_IN, HIDDEN, CLASSES, LAYERS, N, codebook_size=N, group_size=4,
-                 heads=2, dropout=0.0)
+    return VQGNN(
+        conv, F_IN, HIDDEN, CLASSES, LAYERS, N, codebook_size=N, group_size=4, heads=2, dropout=0.0
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +68,10 @@ def test_exact_codewords_reproduce_full_graph(conv: str) -> None:
     loss = loss_fn(logits, y, train, n_train) + blue
     inputs = model.layer_inputs
     oracle_in_grads = torch.autograd.grad(loss, inputs[1:] + params)
-    oracle_input_grads, oracle_param_grads = oracle_in_grads[: LAYERS - 1], oracle_in_grads[LAYERS - 1 :]
+    oracle_input_grads, oracle_param_grads = (
+        oracle_in_grads[: LAYERS - 1],
+        oracle_in_grads[LAYERS - 1 :],
+    )
     feats = [h.detach() for h in inputs]
     conv_grads = model.conv_output_grads
     assert all(g is not None for g in conv_grads[1:])
@@ -90,10 +96,12 @@ def test_exact_codewords_reproduce_full_graph(conv: str) -> None:
         in_grads, p_grads = grads[: LAYERS - 1], grads[LAYERS - 1 :]
         torch.testing.assert_close(logits_b, oracle_logits[batch], rtol=1e-4, atol=1e-8)
         for layer in range(1, LAYERS):
-            torch.testing.assert_close(batch_inputs[layer].detach(), feats[layer][batch],
-                                       rtol=1e-4, atol=1e-8)
-            torch.testing.assert_close(in_grads[layer - 1], oracle_input_grads[layer - 1][batch],
-                                       rtol=1e-4, atol=1e-10)
+            torch.testing.assert_close(
+                batch_inputs[layer].detach(), feats[layer][batch], rtol=1e-4, atol=1e-8
+            )
+            torch.testing.assert_close(
+                in_grads[layer - 1], oracle_input_grads[layer - 1][batch], rtol=1e-4, atol=1e-10
+            )
         for acc, g in zip(summed, p_grads, strict=True):
             if g is not None:
                 acc += g
@@ -116,10 +124,13 @@ def test_dropping_blue_messages_breaks_exactness(conv: str) -> None:
     oracle = torch.autograd.grad(loss, inputs[1:])
     feats = [h.detach() for h in inputs]
     for layer, cb in enumerate(model.codebooks):
-        cb.load_codewords(feats[layer], model.conv_output_grads[layer] if cb.grad_channels else None)
+        cb.load_codewords(
+            feats[layer], model.conv_output_grads[layer] if cb.grad_channels else None
+        )
         model.assignment(layer)[:] = everyone[:, None].to(model.assignment(layer).dtype)
     batch = torch.randperm(N, generator=torch.Generator().manual_seed(4))[: N // 3]
     logits_b, _ = model(x[batch], model.block(index, batch))
-    grads = torch.autograd.grad(loss_fn(logits_b, y[batch], train[batch], n_train),
-                                model.layer_inputs[1:])
+    grads = torch.autograd.grad(
+        loss_fn(logits_b, y[batch], train[batch], n_train), model.layer_inputs[1:]
+    )
     assert not torch.allclose(grads[0], oracle[0][batch], rtol=1e-4, atol=1e-10)

@@ -56,8 +56,12 @@ class GraphIndex:
         return cls(rowptr, col, out_rowptr, out_col, deg)
 
     def to(self, device: torch.device | str) -> GraphIndex:
-        return GraphIndex(*(t.to(device) for t in (self.rowptr, self.col, self.out_rowptr,
-                                                     self.out_col, self.deg)))
+        return GraphIndex(
+            *(
+                t.to(device)
+                for t in (self.rowptr, self.col, self.out_rowptr, self.out_col, self.deg)
+            )
+        )
 
 
 def _csr(row: Tensor, col: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:

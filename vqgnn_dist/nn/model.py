@@ -74,7 +74,9 @@ class VQGNN(nn.Module):
         super().__init__()
         self.conv_name = conv
         self.dropout = dropout
-        self.convs = nn.ModuleList(make_convs(conv, in_dim, hidden, out_dim, num_layers, heads, dropout))
+        self.convs = nn.ModuleList(
+            make_convs(conv, in_dim, hidden, out_dim, num_layers, heads, dropout)
+        )
         dims = [in_dim] + [hidden] * (num_layers - 1)
         # Layer 0 reads constant input features: no gradient flows to them, so its
         # codewords need no gradient part (there are no blue messages to carry).
@@ -90,7 +92,9 @@ class VQGNN(nn.Module):
         )
         index_dtype = torch.int16 if codebook_size <= torch.iinfo(torch.int16).max else torch.int32
         for i, cb in enumerate(self.codebooks):
-            self.register_buffer(f"assignment{i}", torch.zeros(num_nodes, cb.num_groups, dtype=index_dtype))
+            self.register_buffer(
+                f"assignment{i}", torch.zeros(num_nodes, cb.num_groups, dtype=index_dtype)
+            )
         self._cache: list[tuple[Tensor, dict[str, Tensor]]] = []
 
     @property

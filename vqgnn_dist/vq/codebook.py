@@ -180,8 +180,10 @@ class ProductCodebook(nn.Module):
         """[n, H * f] (head-major) -> [n, G, H * D]."""
         n, H = g.shape[0], self.grad_channels
         g = self._group_features(g.reshape(n * H, self.num_features))
-        return g.reshape(n, H, self.num_groups, self.group_size).transpose(1, 2).reshape(
-            n, self.num_groups, H * self.group_size
+        return (
+            g.reshape(n, H, self.num_groups, self.group_size)
+            .transpose(1, 2)
+            .reshape(n, self.num_groups, H * self.group_size)
         )
 
     def _ungroup_grads(self, g: Tensor) -> Tensor:
@@ -226,7 +228,9 @@ class ProductCodebook(nn.Module):
     def feature_codewords(self, assignment: Tensor) -> Tensor:
         """The feature rows X~ of nodes with the given [n, G] assignments: [n, f]."""
         rows = self._lookup(assignment)[..., : self.group_size]
-        return rows.reshape(rows.shape[0], self.num_groups * self.group_size)[:, : self.num_features]
+        return rows.reshape(rows.shape[0], self.num_groups * self.group_size)[
+            :, : self.num_features
+        ]
 
     def gradient_codewords(self, assignment: Tensor) -> Tensor:
         """The gradient rows G~ of nodes with the given assignments: [n, H * f]."""
@@ -280,7 +284,9 @@ class ProductCodebook(nn.Module):
         candidate = torch.gather(zt, 1, top[..., None].expand(-1, -1, E))
         # VQ relative error of the feature part in the raw space.
         recon = cw[torch.arange(G, device=z.device)[:, None], assign_t][..., : self.group_size]
-        recon = recon * self._std()[:, None, : self.group_size] + self.mean[:, None, : self.group_size]
+        recon = (
+            recon * self._std()[:, None, : self.group_size] + self.mean[:, None, : self.group_size]
+        )
         feat = raw[..., : self.group_size].transpose(0, 1)
         return CodebookStats(
             assignment=assign_t.t().contiguous(),

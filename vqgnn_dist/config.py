@@ -1,0 +1,96 @@
+"""The configuration of a training run: one dataclass, validated with one-line errors."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An impossible or unknown setting; the message is one line naming the field and the fix."""
+
+
+MODELS = ("gcn", "sage", "gat")
+METHODS = ("vq", "full-graph")
+SAMPLERS = ("node", "cluster")
+OPTIMIZERS = ("adam", "rmsprop")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run of ``vqgnn-dist train``."""
+
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    model: str = "gcn"
+    method: str = "vq"
+    epochs: int = 100
+    seed: int = 0
+    codebook_size: int = 256
+    group_size: int = 4
+    batch_size: int = 1024
+    sampler: str = "node"
+    num_parts: int = 32
+    hidden: int = 64
+    num_layers: int = 2
+    heads: int = 8
+    dropout: float = 0.5
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    optimizer: str = "adam"
+    decay: float = 0.99
+    num_workers: int = 0
+    output_dir: str = "runs/latest"
+
+    def validate(self) -> TrainConfig:
+        """Raise :class:`ConfigError` on the first impossible setting; return self."""
+        _choice("model", self.model, MODELS)
+        _choice("method", self.method, METHODS)
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        for name in (
+            "epochs",
+            "codebook_size",
+            "group_size",
+            "batch_size",
+            "num_parts",
+            "hidden",
+            "num_layers",
+            "heads",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}"
+                )
+        if self.num_workers < 0:
+            raise ConfigError(f"--num-workers must be >= 0, got {self.num_workers}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout must lie in [0, 1), got {self.dropout}")
+        if not 0.0 < self.decay < 1.0:
+            raise ConfigError(f"--decay must lie in (0, 1), got {self.decay}")
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.hidden % self.group_size:
+            raise ConfigError(
+                f"--hidden {self.hidden} is not divisible by --group-size {self.group_size}; "
+                "pick a hidden size that is a multiple of the group size"
+            )
+        if self.model == "gat" and self.hidden % self.heads:
+            raise ConfigError(
+                f"--hidden {self.hidden} is not divisible by --heads {self.heads}; "
+                "GAT concatenates heads of hidden/heads features"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"--{name} {value!r} is unknown; choose one of {', '.join(options)}")

@@ -1,0 +1,80 @@
+"""Mini-batch samplers over the nodes of a graph (or of a shard).
+
+* :class:`NodeSampler`: uniformly random disjoint batches of b nodes per epoch.
+* :class:`ClusterSampler`: METIS parts (pymetis), several random parts per
+  batch, so that more messages stay inside the batch (Cluster-GCN style).
+
+Both are seeded and keep their position (epoch) so a checkpoint can resume
+the exact batch sequence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymetis
+import torch
+from torch import Tensor
+
+
+class NodeSampler:
+    """Random disjoint batches of ``batch_size`` nodes covering ``nodes`` once per epoch."""
+
+    def __init__(self, nodes: Tensor, batch_size: int, seed: int = 0) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.nodes, self.batch_size, self.seed = nodes, batch_size, seed
+
+    def __len__(self) -> int:
+        return -(-self.nodes.numel() // self.batch_size)
+
+    def epoch(self, epoch: int) -> list[Tensor]:
+        """The batches of one epoch; the same (seed, epoch) gives the same batches."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = self.nodes[torch.randperm(self.nodes.numel(), generator=g)]
+        return list(perm.split(self.batch_size))
+
+
+class ClusterSampler:
+    """Batches made of ``parts_per_batch`` random METIS parts out of ``num_parts``."""
+
+    def __init__(
+        self,
+        edge_index: Tensor,
+        num_nodes: int,
+        num_parts: int,
+        parts_per_batch: int,
+        seed: int = 0,
+    ) -> None:
+        if not 1 <= parts_per_batch <= num_parts <= num_nodes:
+            raise ValueError(
+                f"need 1 <= parts_per_batch ({parts_per_batch}) <= num_parts ({num_parts}) "
+                f"<= num_nodes ({num_nodes})"
+            )
+        self.parts = metis_parts(edge_index, num_nodes, num_parts, seed)
+        self.num_parts = len(self.parts)
+        self.parts_per_batch, self.seed = min(parts_per_batch, self.num_parts), seed
+
+    def __len__(self) -> int:
+        return -(-self.num_parts // self.parts_per_batch)
+
+    def epoch(self, epoch: int) -> list[Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(self.num_parts, generator=g)
+        groups = order.split(self.parts_per_batch)
+        return [torch.cat([self.parts[int(p)] for p in group]) for group in groups]
+
+
+def metis_parts(edge_index: Tensor, num_nodes: int, num_parts: int, seed: int = 0) -> list[Tensor]:
+    """Node ids of each of ``num_parts`` METIS parts of a symmetric graph."""
+    if num_parts == 1:
+        return [torch.arange(num_nodes)]
+    src, dst = edge_index[0].numpy(), edge_index[1].numpy()
+    order = np.argsort(src, kind="stable")
+    xadj = np.zeros(num_nodes + 1, dtype=np.int64)
+    xadj[1:] = np.cumsum(np.bincount(src, minlength=num_nodes))
+    opts = pymetis.Options(seed=seed)
+    _, membership = pymetis.part_graph(num_parts, xadj=xadj, adjncy=dst[order], options=opts)
+    membership = torch.as_tensor(np.asarray(membership), dtype=torch.long)
+    order_t = torch.argsort(membership, stable=True)
+    counts = torch.bincount(membership, minlength=num_parts).tolist()
+    return [p for p in order_t.split(counts) if p.numel()]

@@ -1,0 +1,229 @@
+"""Single-process training: VQ-GNN mini-batches or the full-graph baseline, same harness.
+
+Per epoch it logs loss, accuracies, time and, for VQ-GNN, per layer the
+measured VQ relative error epsilon and the codebook usage (perplexity, dead
+codewords). The returned metrics are what ``metrics.json`` holds.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import Data
+from tqdm import tqdm
+
+from vqgnn_dist.config import TrainConfig
+from vqgnn_dist.data.samplers import ClusterSampler, NodeSampler
+from vqgnn_dist.nn.block import GraphIndex
+from vqgnn_dist.nn.full_graph import FullGraphGNN
+from vqgnn_dist.nn.model import VQGNN
+from vqgnn_dist.train.metrics import accuracy, peak_rss_mb
+
+EXACT_INFERENCE_MAX_NODES = 200_000
+
+
+def pick_device() -> torch.device:
+    """The local accelerator when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_vq_model(cfg: TrainConfig, data: Data, num_nodes: int) -> VQGNN:
+    return VQGNN(
+        cfg.model,
+        data.num_features,
+        cfg.hidden,
+        int(data.num_classes),
+        cfg.num_layers,
+        num_nodes,
+        cfg.codebook_size,
+        cfg.group_size,
+        cfg.heads,
+        cfg.dropout,
+        cfg.decay,
+    )
+
+
+def make_sampler(cfg: TrainConfig, data: Data) -> NodeSampler | ClusterSampler:
+    n = data.num_nodes
+    if cfg.sampler == "cluster":
+        num_parts = min(cfg.num_parts, n)
+        per_batch = max(1, round(cfg.batch_size / (n / num_parts)))
+        return ClusterSampler(data.edge_index, n, num_parts, per_batch, seed=cfg.seed)
+    return NodeSampler(torch.arange(n), min(cfg.batch_size, n), seed=cfg.seed)
+
+
+def train(cfg: TrainConfig, data: Data, progress: bool = True) -> dict[str, Any]:
+    """Train ``cfg.method`` on ``data`` in this process and return the run's metrics."""
+    torch.manual_seed(cfg.seed)
+    device = pick_device()
+    run = _train_full_graph if cfg.method == "full-graph" else _train_vq
+    result = run(cfg, data, device, progress)
+    result.update(
+        method=cfg.method,
+        model=cfg.model,
+        dataset=getattr(data, "name", cfg.dataset),
+        num_nodes=data.num_nodes,
+        num_edges=data.edge_index.shape[1],
+        device=str(device),
+        peak_rss_mb=peak_rss_mb(),
+        config=cfg.to_dict(),
+    )
+    return result
+
+
+def _summary(history: list[dict[str, Any]], train_time: float) -> dict[str, Any]:
+    best = max(history, key=lambda h: (h["val_acc"], -h["epoch"]))
+    return {
+        "test_acc": best["test_acc"],
+        "val_acc": best["val_acc"],
+        "best_epoch": best["epoch"],
+        "final_test_acc": history[-1]["test_acc"],
+        "train_time_s": train_time,
+        "history": history,
+    }
+
+
+def _log(bar: tqdm, rec: dict[str, Any]) -> None:
+    line = (
+        f"epoch {rec['epoch']:4d}  loss {rec['loss']:.4f}  train {rec['train_acc']:.4f}  "
+        f"val {rec['val_acc']:.4f}  test {rec['test_acc']:.4f}  {rec['time_s']:.2f}s"
+    )
+    for i, layer in enumerate(rec.get("layers", [])):
+        line += f"  L{i}: eps {layer['eps']:.3f} ppl {layer['perplexity']:.1f} dead {layer['dead']}"
+    bar.write(line)
+    bar.set_postfix(loss=f"{rec['loss']:.3f}", val=f"{rec['val_acc']:.3f}")
+
+
+def _loss(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+    mask = mask & (y >= 0)
+    if int(mask.sum()) == 0:
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[mask], y[mask])
+
+
+def _train_full_graph(cfg: TrainConfig, data: Data, device: torch.device, progress: bool):
+    model = FullGraphGNN(
+        cfg.model,
+        data.num_features,
+        cfg.hidden,
+        int(data.num_classes),
+        cfg.num_layers,
+        cfg.heads,
+        cfg.dropout,
+    ).to(device)
+    opt = make_optimizer(cfg, model.parameters())
+    x, y, ei = data.x.to(device), data.y.to(device), data.edge_index.to(device)
+    masks = [data[k].to(device) for k in ("train_mask", "val_mask", "test_mask")]
+    history, train_time = [], 0.0
+    bar = tqdm(range(1, cfg.epochs + 1), desc="full-graph", disable=not progress, leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        opt.zero_grad()
+        loss = _loss(model(x, ei), y, masks[0])
+        loss.backward()
+        opt.step()
+        dt = time.perf_counter() - t0
+        train_time += dt
+        model.eval()
+        with torch.no_grad():
+            logits = model(x, ei)
+        rec = {
+            "epoch": epoch,
+            "loss": float(loss),
+            "time_s": dt,
+            **{
+                f"{s}_acc": accuracy(logits, y, m)
+                for s, m in zip(("train", "val", "test"), masks, strict=True)
+            },
+        }
+        history.append(rec)
+        if progress:
+            _log(bar, rec)
+    return _summary(history, train_time)
+
+
+def _train_vq(cfg: TrainConfig, data: Data, device: torch.device, progress: bool):
+    n = data.num_nodes
+    index = GraphIndex.from_edge_index(data.edge_index, n).to(device)
+    model = build_vq_model(cfg, data, n).to(device)
+    opt = make_optimizer(cfg, model.parameters())
+    x, y = data.x.to(device), data.y.to(device)
+    masks = [data[k].to(device) for k in ("train_mask", "val_mask", "test_mask")]
+    sampler = make_sampler(cfg, data)
+    eval_batches = [b.to(device) for b in torch.arange(n).split(min(cfg.batch_size, n))]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    model.init_codebooks(x, index, [b.to(device) for b in sampler.epoch(0)], gen)
+    init_time = time.perf_counter() - t0
+
+    history, train_time, best_val, best_state = [], init_time, -1.0, None
+    bar = tqdm(range(1, cfg.epochs + 1), desc=f"vq-{cfg.model}", disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        t0 = time.perf_counter()
+        losses, sq_err, sq_norm = [], [0.0] * model.num_layers, [0.0] * model.num_layers
+        for batch in sampler.epoch(epoch):
+            batch = batch.to(device)
+            block = model.block(index, batch)
+            logits, blue = model(x[batch], block)
+            loss = _loss(logits, y[batch], masks[0][batch])
+            opt.zero_grad()
+            (loss + blue).backward()
+            opt.step()
+            stats = model.codebook_stats()
+            model.apply_codebook_stats(stats)
+            model.set_assignments(batch, stats)
+            losses.append(float(loss))
+            for i, s in enumerate(stats):
+                sq_err[i] += float(s.sq_err)
+                sq_norm[i] += float(s.sq_norm)
+        dt = time.perf_counter() - t0
+        train_time += dt
+        logits = model.predict(x, index, eval_batches)
+        layers = []
+        for i, cb in enumerate(model.codebooks):
+            ppl, dead = cb.usage()
+            layers.append(
+                {
+                    "eps": (sq_err[i] / max(sq_norm[i], 1e-30)) ** 0.5,
+                    "perplexity": ppl,
+                    "dead": dead,
+                }
+            )
+        rec = {
+            "epoch": epoch,
+            "loss": sum(losses) / len(losses),
+            "time_s": dt,
+            **{
+                f"{s}_acc": accuracy(logits, y, m)
+                for s, m in zip(("train", "val", "test"), masks, strict=True)
+            },
+            "layers": layers,
+        }
+        history.append(rec)
+        if rec["val_acc"] > best_val:
+            best_val, best_state = rec["val_acc"], copy.deepcopy(model.state_dict())
+        if progress:
+            _log(bar, rec)
+    result = _summary(history, train_time)
+    result["init_time_s"] = init_time
+    model.load_state_dict(best_state)
+    t0 = time.perf_counter()
+    logits = model.predict(x, index, eval_batches)
+    result["inference_time_s"] = time.perf_counter() - t0
+    if n <= EXACT_INFERENCE_MAX_NODES:
+        exact = model.predict(x, index, [torch.arange(n, device=device)])
+        result["test_acc_exact_inference"] = accuracy(exact, y, masks[2])
+    return result

@@ -1,0 +1,41 @@
+"""Metrics of a run and the atomic writing of ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+
+def accuracy(logits: Tensor, y: Tensor, mask: Tensor) -> float:
+    """Share of the masked nodes whose arg-max class equals the label."""
+    if int(mask.sum()) == 0:
+        return float("nan")
+    return float((logits[mask].argmax(-1) == y[mask]).float().mean())
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write JSON to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, allow_nan=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
