@@ -8,6 +8,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from vqgnn_dist.config import METHODS, MODELS, OPTIMIZERS, SAMPLERS, ConfigError, TrainConfig
 from vqgnn_dist.data.errors import DataError
 
@@ -70,21 +72,56 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds wants integers like 0,1,2, got {text!r}"
+        ) from None
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    """VQ-GNN and the full-graph baseline on the same data and seed, side by side."""
+    """VQ-GNN and the full-graph baseline on the same data and seeds, side by side."""
     from vqgnn_dist.data import load_graph
+    from vqgnn_dist.train.metrics import write_json_atomic
 
     base = _config(args, method="vq")
     data = load_graph(base.dataset, base.data_root)
-    rows = []
-    for method in METHODS:
-        cfg = _config(args, method=method, output_dir=str(Path(base.output_dir) / method))
-        rows.append((method, _run_one(cfg, data)))
-    print(f"\n{'method':<12}{'test acc':>10}{'val acc':>10}{'train s':>10}")
-    for method, r in rows:
-        print(f"{method:<12}{r['test_acc']:>10.4f}{r['val_acc']:>10.4f}{r['train_time_s']:>10.1f}")
-    gap = rows[0][1]["test_acc"] - rows[1][1]["test_acc"]
+    seeds = args.seeds or [base.seed]
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
+    for seed in seeds:
+        for method in METHODS:
+            out = Path(base.output_dir) / method / f"seed{seed}"
+            cfg = _config(args, method=method, seed=seed, output_dir=str(out))
+            runs[method].append(_run_one(cfg, data))
+    summary = {"dataset": base.dataset, "model": base.model, "seeds": seeds, "methods": {}}
+    print(f"\n{base.model} on {base.dataset}, seeds {seeds}")
+    print(f"{'method':<12}{'test acc':>18}{'val acc':>18}{'train s':>10}")
+    for method, results in runs.items():
+        test = torch.tensor([r["test_acc"] for r in results])
+        val = torch.tensor([r["val_acc"] for r in results])
+        secs = sum(r["train_time_s"] for r in results) / len(results)
+        std = test.std().item() if len(results) > 1 else 0.0
+        vstd = val.std().item() if len(results) > 1 else 0.0
+        summary["methods"][method] = {
+            "test_acc_mean": test.mean().item(),
+            "test_acc_std": std,
+            "val_acc_mean": val.mean().item(),
+            "train_time_s_mean": secs,
+            "test_acc": test.tolist(),
+        }
+        print(
+            f"{method:<12}{test.mean():>11.4f} ± {std:.4f}{val.mean():>11.4f} ± {vstd:.4f}"
+            f"{secs:>10.1f}"
+        )
+    gap = (
+        summary["methods"]["vq"]["test_acc_mean"]
+        - summary["methods"]["full-graph"]["test_acc_mean"]
+    )
+    summary["gap_points"] = gap * 100
     print(f"VQ-GNN - full-graph test accuracy: {gap * 100:+.2f} points")
+    print(f"summary -> {write_json_atomic(Path(base.output_dir) / 'compare.json', summary)}")
     return 0
 
 
@@ -96,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("compare", help="train VQ-GNN and the full-graph baseline side by side")
     _add_train_flags(p, skip=("method",))
+    p.add_argument(
+        "--seeds", type=_seeds, default=None, help="comma-separated seeds, e.g. 0,1,2,3,4"
+    )
     p.set_defaults(func=cmd_compare)
     return parser
 

@@ -1,0 +1,54 @@
+"""The ``vqgnn-dist`` command line: a tiny end-to-end run and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vqgnn_dist.cli import main
+
+TINY = "synthetic:num_nodes=400,num_features=16,num_classes=4,avg_degree=6,feature_noise=2.0"
+
+
+@pytest.mark.parametrize("method", ["vq", "full-graph"])
+def test_train_writes_metrics(tmp_path, method: str) -> None:
+    out = tmp_path / method
+    code = main(["train", "--dataset", TINY, "--method", method, "--epochs", "3",
+                 "--batch-size", "100", "--codebook-size", "16", "--hidden", "16",
+                 "--output-dir", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("test_acc", "val_acc", "best_epoch", "train_time_s", "peak_rss_mb", "history"):
+        assert key in metrics
+    assert len(metrics["history"]) == 3
+    assert 0.0 <= metrics["test_acc"] <= 1.0
+    if method == "vq":
+        layers = metrics["history"][-1]["layers"]
+        assert len(layers) == 2 and all(0.0 <= layer["eps"] < 1.5 for layer in layers)
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--codebook-size", "0"], "--codebook-size"),
+        (["--hidden", "30"], "--group-size"),
+        (["--dataset", "nope"], "nope"),
+        (["--dataset", "cora", "--data-root", "/nonexistent/vqgnn"], "/nonexistent/vqgnn"),
+        (["--model", "gat", "--hidden", "20", "--heads", "8"], "--heads"),
+        (["--dropout", "1.5"], "--dropout"),
+    ],
+)
+def test_bad_flags_exit_with_one_line(tmp_path, flags: list[str], needle: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "vqgnn_dist.cli", "train", "--epochs", "1",
+         "--output-dir", str(tmp_path), *flags],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("  ")]
+    assert lines[-1].startswith("error: ") and needle in lines[-1], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "metrics.json").exists()
