@@ -3,18 +3,32 @@
 Specs (case-insensitive names; optional ``:key=value,...`` parameters):
 
 - ``synthetic`` / ``synthetic:num_nodes=100000,avg_degree=10``: :func:`csbm`;
-- ``cora``, ``citeseer``, ``pubmed``: PyG ``Planetoid`` under ``<root>/planetoid``.
+- ``cora``, ``citeseer``, ``pubmed``: PyG ``Planetoid`` under ``<root>/planetoid``;
+- ``reddit``, ``flickr``, ``ppi``: PyG datasets under ``<root>/reddit`` etc.; PPI's
+  graphs are merged into one disjoint union (masks from its train/val/test splits);
+- ``ogbn-*``: OGB node property prediction, ``ogbl-*``: OGB link prediction (kept
+  edge splits in ``data.split_edge``), both with ogb's own loaders under
+  ``<root>/<name with - as _>`` (ogb's layout); symmetrised unless ``directed=true``;
+- ``parquet:DIR``: the bring-your-own Parquet format (see README.md here).
+
+Downloads happen only where the raw files are missing and a network is.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch_geometric.data import Data
 
 from vqgnn_dist.data.errors import DataError
-from vqgnn_dist.data.graph import finalize_graph
+from vqgnn_dist.data.graph import MASKS, finalize_graph
+from vqgnn_dist.data.parquet import read_parquet_graph
 from vqgnn_dist.data.synthetic import csbm
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
@@ -65,10 +79,21 @@ def load_graph(spec: str, root: str | Path | None = None, **params: Any) -> Data
     params = {**spec_params, **params}
     if name in ("synthetic", "csbm"):
         return _load_synthetic(params)
+    if name == "parquet":
+        return _load_parquet(arg, params)
     if name in PLANETOID:
         return _load_planetoid(name, _need_root(name, root), params)
+    if name in ("reddit", "flickr"):
+        return _load_pyg_single(name, _need_root(name, root), params)
+    if name == "ppi":
+        return _load_ppi(_need_root(name, root), params)
+    if name.startswith("ogbn-"):
+        return _load_ogb_node(name, _need_root(name, root), params)
+    if name.startswith("ogbl-"):
+        return _load_ogb_link(name, _need_root(name, root), params)
     raise DataError(f"unknown dataset {name!r}; use one of: synthetic, "
-                    f"{', '.join(PLANETOID)}")
+                    f"{', '.join(PLANETOID)}, reddit, flickr, ppi, ogbn-<name>, ogbl-<name>, "
+                    "parquet:DIR")
 
 
 def _load_synthetic(params: dict[str, Any]) -> Data:
@@ -94,6 +119,29 @@ def _no_params(name: str, params: dict[str, Any]) -> None:
                         "takes none")
 
 
+def _load_parquet(arg: str, params: dict[str, Any]) -> Data:
+    if not arg:
+        raise DataError("parquet: no folder given; write the spec as parquet:DIR")
+    try:
+        return read_parquet_graph(arg, **params)
+    except TypeError as exc:
+        raise DataError(f"parquet:{arg}: {exc}; parameters are directed, num_classes, "
+                        "name") from None
+
+
+def _open(name: str, where: Path, factory: Callable[[], Any]) -> Any:
+    """Run a dataset constructor, turning any failure into one DataError line."""
+    try:
+        return factory()
+    except DataError:
+        raise
+    except Exception as exc:  # download, parse or format failure: one clear line
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataError(f"{name}: could not load from {where} ({type(exc).__name__}: {msg}); "
+                        "put the raw files there in the dataset's own layout or run where "
+                        "a network is") from None
+
+
 def _load_planetoid(name: str, root: Path, params: dict[str, Any]) -> Data:
     from torch_geometric.datasets import Planetoid
 
@@ -101,15 +149,130 @@ def _load_planetoid(name: str, root: Path, params: dict[str, Any]) -> Data:
     _no_params(name, params)
     pyg_name = PLANETOID[name]
     where = root / "planetoid"
-    try:
-        ds = Planetoid(root=str(where), name=pyg_name, split=split)
-    except Exception as exc:  # download or parse failure: one clear line
-        raise DataError(f"{name}: could not load Planetoid {pyg_name} from "
-                        f"{where / pyg_name / 'raw'} ({type(exc).__name__}: {exc}); "
-                        "put the raw ind.* files there or run with a network") from None
+    ds = _open(name, where / pyg_name / "raw",
+               lambda: Planetoid(root=str(where), name=pyg_name, split=split))
     raw = ds[0]
     return finalize_graph(
         x=raw.x, y=raw.y, edge_index=raw.edge_index,
-        masks={k: raw[k] for k in ("train_mask", "val_mask", "test_mask")},
+        masks={k: raw[k] for k in MASKS},
         num_classes=int(ds.num_classes), name=name, source=f"{name} ({where})",
+    )
+
+
+def _load_pyg_single(name: str, root: Path, params: dict[str, Any]) -> Data:
+    from torch_geometric.datasets import Flickr, Reddit
+
+    _no_params(name, params)
+    where = root / name
+    cls = Reddit if name == "reddit" else Flickr
+    ds = _open(name, where / "raw", lambda: cls(root=str(where)))
+    raw = ds[0]
+    return finalize_graph(
+        x=raw.x, y=raw.y, edge_index=raw.edge_index,
+        masks={k: raw[k] for k in MASKS},
+        num_classes=int(ds.num_classes), name=name, source=f"{name} ({where})",
+    )
+
+
+def _load_ppi(root: Path, params: dict[str, Any]) -> Data:
+    from torch_geometric.datasets import PPI
+
+    _no_params("ppi", params)
+    where = root / "ppi"
+    xs, ys, edges, masks = [], [], [], {k: [] for k in MASKS}
+    offset = 0
+    for split, key in (("train", "train_mask"), ("val", "val_mask"), ("test", "test_mask")):
+        ds = _open("ppi", where / "raw", lambda split=split: PPI(root=str(where), split=split))
+        for graph in ds:
+            n = int(graph.num_nodes)
+            xs.append(graph.x)
+            ys.append(graph.y)
+            edges.append(graph.edge_index + offset)
+            for k in MASKS:
+                masks[k].append(torch.full((n,), k == key))
+            offset += n
+    return finalize_graph(
+        x=torch.cat(xs), y=torch.cat(ys).to(torch.float32), edge_index=torch.cat(edges, 1),
+        masks={k: torch.cat(v) for k, v in masks.items()},
+        num_classes=None, name="ppi", source=f"ppi ({where})",
+    )
+
+
+def _ogb_features(name: str, raw: Data) -> torch.Tensor:
+    if raw.x is None:
+        raise DataError(f"{name}: field x missing (the dataset has no node features); "
+                        "this loader needs node features")
+    return raw.x
+
+
+@contextlib.contextmanager
+def _ogb_full_unpickling() -> Iterator[None]:
+    """Let ogb 1.3.6's bare ``torch.load`` calls read its own files.
+
+    ogb loads the processed file it has just written (a PyG ``Data``) and
+    OGB's split ``.pt`` files with ``torch.load`` and no ``weights_only``
+    argument, which torch >= 2.6 refuses for non-tensor objects. These are
+    files of the dataset being loaded, trusted as ogb trusts them.
+    """
+    key = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+    old = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=f".*{key}.*")
+            yield
+    finally:
+        if old is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = old
+
+
+def _load_ogb_node(name: str, root: Path, params: dict[str, Any]) -> Data:
+    from ogb.nodeproppred import PygNodePropPredDataset
+
+    directed = bool(params.pop("directed", False))
+    _no_params(name, params)
+    where = root / name.replace("-", "_")
+    with _ogb_full_unpickling():
+        ds = _open(name, where, lambda: PygNodePropPredDataset(name=name, root=str(root)))
+        split = _open(name, where / "split", ds.get_idx_split)
+        raw = ds[0]
+    x = _ogb_features(name, raw)
+    y = raw.y
+    if y.dim() == 2 and y.shape[1] == 1:
+        y = y.reshape(-1)
+    if y.dim() == 1 and y.is_floating_point():  # e.g. papers100M: NaN = unlabeled
+        y = torch.where(torch.isnan(y), torch.full_like(y, -1), y)
+    n = int(raw.num_nodes)
+    masks = {}
+    for key, part in (("train_mask", "train"), ("val_mask", "valid"), ("test_mask", "test")):
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[torch.as_tensor(split[part], dtype=torch.long)] = True
+        masks[key] = mask
+    return finalize_graph(
+        x=x, y=y, edge_index=raw.edge_index, masks=masks,
+        num_classes=int(ds.num_classes) if y.dim() == 1 else None,
+        name=name, source=f"{name} ({where})", directed=directed,
+    )
+
+
+def _load_ogb_link(name: str, root: Path, params: dict[str, Any]) -> Data:
+    from ogb.linkproppred import PygLinkPropPredDataset
+
+    directed = bool(params.pop("directed", False))
+    _no_params(name, params)
+    where = root / name.replace("-", "_")
+    with _ogb_full_unpickling():
+        ds = _open(name, where, lambda: PygLinkPropPredDataset(name=name, root=str(root)))
+        split = _open(name, where / "split", ds.get_edge_split)
+    raw = ds[0]
+    x = _ogb_features(name, raw)
+    split_edge = {part: {k: torch.as_tensor(v) for k, v in split[part].items()}
+                  for part in split}
+    n = int(raw.num_nodes)
+    return finalize_graph(
+        x=x, y=torch.full((n,), -1, dtype=torch.long), edge_index=raw.edge_index, masks={},
+        num_classes=0, name=name, source=f"{name} ({where})", directed=directed,
+        extra={"split_edge": split_edge},
     )

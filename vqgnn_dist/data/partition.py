@@ -1,0 +1,355 @@
+"""Partition a graph into P Parquet shards with a JSON manifest.
+
+Layout of ``out_dir`` (schema version 1)::
+
+    manifest.json
+    part-00000/nodes.parquet   node_id int64 (global, ascending), x list<float32>,
+                               y int64 | list<float32>, split string (train/val/test/null)
+    part-00000/adj.parquet     node_id int64, neighbors list<int64>: CSR row of each owned
+                               node (same order as nodes.parquet), GLOBAL ids of the nodes it
+                               aggregates from (sources j of edges j -> i), ascending
+    part-00000/halo.parquet    node_id int64 (global, ascending), owner int32 (its part),
+                               degree int64 (its global in-degree)
+    part-00001/...
+
+Node degrees are in-degrees (row lengths), without self-loops; on a
+symmetric graph they are the ordinary degrees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch_geometric.data import Data
+
+from vqgnn_dist.data.arrow import (
+    csr_to_list_array,
+    int_column,
+    list_column_to_csr,
+    list_column_to_matrix,
+    matrix_to_list_array,
+    read_table,
+    require_column,
+    sha256_file,
+    split_column,
+    split_masks,
+)
+from vqgnn_dist.data.errors import DataError
+from vqgnn_dist.data.graph import MASKS
+
+SCHEMA_VERSION = 1
+METHODS = ("metis", "random")
+PART_FILES = ("nodes.parquet", "adj.parquet", "halo.parquet")
+
+
+@dataclass
+class Shard:
+    """One part of a partitioned graph, as a worker sees it (global node ids)."""
+
+    part: int
+    num_parts: int
+    num_nodes: int  # in the whole graph
+    num_classes: int
+    name: str
+    node_ids: torch.Tensor  # int64 [n_p], ascending global ids of owned nodes
+    x: torch.Tensor  # float32 [n_p, f]
+    y: torch.Tensor  # int64 [n_p] or float32 [n_p, c]
+    train_mask: torch.Tensor  # bool [n_p]
+    val_mask: torch.Tensor
+    test_mask: torch.Tensor
+    indptr: torch.Tensor  # int64 [n_p + 1]
+    indices: torch.Tensor  # int64 [nnz], global ids of in-neighbours
+    degree: torch.Tensor  # int64 [n_p], global in-degree of owned nodes
+    halo_ids: torch.Tensor  # int64 [h], ascending
+    halo_owner: torch.Tensor  # int64 [h]
+    halo_degree: torch.Tensor  # int64 [h]
+
+
+def part_dir_name(part: int) -> str:
+    """The folder name of part ``part`` inside a shard set."""
+    return f"part-{part:05d}"
+
+
+def assign_parts(data: Data, num_parts: int, method: str = "metis", seed: int = 0) -> np.ndarray:
+    """Part id (int64 [n]) of every node.
+
+    ``metis``: pymetis on the symmetrised graph, balanced on node count and,
+    when there are training nodes, on training-node count too (a second
+    vertex-weight constraint). ``random``: a seeded balanced random split.
+    """
+    n = int(data.num_nodes)
+    _check_num_parts(num_parts, n)
+    if method not in METHODS:
+        raise DataError(f"partition: method {method!r} is unknown; use one of {', '.join(METHODS)}")
+    if num_parts == 1:
+        return np.zeros(n, dtype=np.int64)
+    if method == "random":
+        part = np.empty(n, dtype=np.int64)
+        part[np.random.default_rng(seed).permutation(n)] = np.arange(n) % num_parts
+        return part
+    import pymetis
+
+    ei = data.edge_index.numpy()
+    keys = np.concatenate((ei[0] * n + ei[1], ei[1] * n + ei[0]))
+    keys.sort()
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if keys.size else keys
+    xadj = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys // n, minlength=n), out=xadj[1:])
+    adjncy = keys % n
+    del keys
+    train = data.train_mask.numpy()
+    vweights = None
+    if train.any():
+        vweights = np.stack([np.ones(n, dtype=np.int64), train.astype(np.int64)], 1).reshape(-1)
+    opts = pymetis.Options(seed=seed)
+    result = pymetis.part_graph(num_parts, pymetis.CSRAdjacency(xadj, adjncy),
+                                vweights=vweights, options=opts)
+    return np.asarray(result.vertex_part, dtype=np.int64)
+
+
+def _check_num_parts(num_parts: int, n: int) -> None:
+    if num_parts < 1:
+        raise DataError(f"partition: num_parts={num_parts} must be >= 1")
+    if num_parts > n:
+        raise DataError(f"partition: num_parts={num_parts} exceeds the graph's {n} nodes; "
+                        "use at most as many parts as nodes")
+
+
+def partition_graph(
+    data: Data,
+    num_parts: int,
+    out_dir: str | Path,
+    method: str = "metis",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Partition ``data`` into ``num_parts`` shards under ``out_dir``; returns the manifest.
+
+    Everything is written to a temporary folder next to ``out_dir`` and then
+    renamed into place; an older shard set there is replaced only once the new
+    one is complete, and a failure leaves it untouched. A non-empty
+    ``out_dir`` that holds no ``manifest.json`` is refused.
+    """
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                               and not (out / "manifest.json").is_file())):
+        raise DataError(f"{out}: exists and is not a shard set (no manifest.json); "
+                        "give a new or empty folder for --out")
+    start = time.perf_counter()
+    part = assign_parts(data, num_parts, method, seed)
+    n = int(data.num_nodes)
+    ei = data.edge_index.numpy()
+    src, dst = ei[0], ei[1]
+    order = np.argsort(dst * np.int64(n) + src, kind="stable")
+    nbrs = src[order]  # CSR by target: row i holds the sources of edges j -> i
+    del order
+    degree = np.bincount(dst, minlength=n).astype(np.int64)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(degree, out=indptr[1:])
+    edge_cut = int(np.count_nonzero(part[src] != part[dst]))
+    x = data.x.numpy()
+    y = data.y.numpy()
+    masks = tuple(data[k].numpy() for k in MASKS)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        parts = []
+        for p in range(num_parts):
+            owned = np.flatnonzero(part == p)
+            parts.append(_write_part(tmp / part_dir_name(p), p, owned, part, x, y, masks,
+                                     indptr, nbrs, degree))
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "name": str(getattr(data, "name", "graph")),
+            "num_nodes": n,
+            "num_edges": int(src.shape[0]),
+            "num_features": int(x.shape[1]),
+            "num_classes": int(data.num_classes),
+            "multilabel": bool(y.ndim == 2),
+            "num_parts": int(num_parts),
+            "method": method,
+            "seed": int(seed),
+            "edge_cut": edge_cut,
+            "edge_cut_fraction": edge_cut / max(int(src.shape[0]), 1),
+            "seconds": round(time.perf_counter() - start, 3),
+            "parts": parts,
+        }
+        with open(tmp / "manifest.json", "w") as fh:
+            json.dump(manifest, fh, indent=1)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _write_part(
+    folder: Path, p: int, owned: np.ndarray, part: np.ndarray, x: np.ndarray, y: np.ndarray,
+    masks: tuple[np.ndarray, ...], indptr: np.ndarray, nbrs: np.ndarray, degree: np.ndarray,
+) -> dict[str, Any]:
+    folder.mkdir()
+    lengths = degree[owned]
+    local_ptr = np.zeros(owned.shape[0] + 1, dtype=np.int64)
+    np.cumsum(lengths, out=local_ptr[1:])
+    gather = np.repeat(indptr[owned] - local_ptr[:-1], lengths) + np.arange(local_ptr[-1])
+    indices = nbrs[gather]
+    del gather
+    halo = np.unique(indices[part[indices] != p])
+    own_masks = tuple(m[owned] for m in masks)
+    nodes = pa.table({
+        "node_id": pa.array(owned),
+        "x": matrix_to_list_array(x[owned]),
+        "y": matrix_to_list_array(y[owned]) if y.ndim == 2 else pa.array(y[owned]),
+        "split": split_column(own_masks, "partition"),
+    })
+    pq.write_table(nodes, folder / "nodes.parquet", use_dictionary=["split"])
+    del nodes
+    adj = pa.table({"node_id": pa.array(owned),
+                    "neighbors": csr_to_list_array(local_ptr, indices)})
+    pq.write_table(adj, folder / "adj.parquet")
+    halo_table = pa.table({"node_id": pa.array(halo),
+                           "owner": pa.array(part[halo].astype(np.int32)),
+                           "degree": pa.array(degree[halo])})
+    pq.write_table(halo_table, folder / "halo.parquet")
+    files = {}
+    for fname in PART_FILES:
+        path = folder / fname
+        files[fname] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return {
+        "part": p,
+        "dir": folder.name,
+        "num_nodes": int(owned.shape[0]),
+        "num_train": int(own_masks[0].sum()),
+        "num_val": int(own_masks[1].sum()),
+        "num_test": int(own_masks[2].sum()),
+        "num_adj_entries": int(indices.shape[0]),
+        "num_halo": int(halo.shape[0]),
+        "files": files,
+    }
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(shard_dir: str | Path) -> dict[str, Any]:
+    """Read and check ``manifest.json`` of a shard set."""
+    path = Path(shard_dir).expanduser() / "manifest.json"
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found; run `vqgnn-dist partition` first "
+                        "or point at the folder it wrote")
+    try:
+        with open(path) as fh:
+            manifest = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); re-run the partition") from None
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if version != SCHEMA_VERSION:
+        raise DataError(f"{path}: field schema_version is {version!r}, this version reads "
+                        f"{SCHEMA_VERSION}; re-run the partition with this version")
+    return manifest
+
+
+def read_shard(shard_dir: str | Path, part: int) -> Shard:
+    """Read part ``part`` of a shard set, reading only that part's files.
+
+    Each file's sha256 is checked against the manifest first. Raises
+    :class:`DataError` on an unknown schema version, a missing or corrupt
+    file, or a checksum mismatch.
+    """
+    root = Path(shard_dir).expanduser()
+    manifest = read_manifest(root)
+    num_parts = int(manifest["num_parts"])
+    if not 0 <= part < num_parts:
+        raise DataError(f"{root / 'manifest.json'}: field num_parts is {num_parts}, part "
+                        f"{part} does not exist; use a part in 0..{num_parts - 1}")
+    entry = manifest["parts"][part]
+    folder = root / entry["dir"]
+    tables = {}
+    for fname in PART_FILES:
+        path = folder / fname
+        if not path.is_file():
+            raise DataError(f"{path}: shard file missing; re-run the partition")
+        expected = entry["files"][fname]["sha256"]
+        if sha256_file(path) != expected:
+            raise DataError(f"{path}: field sha256 does not match the manifest (file changed "
+                            "or corrupt); re-run the partition")
+        tables[fname] = read_table(path)
+
+    nodes, adj, halo = (tables[f] for f in PART_FILES)
+    where = str(folder / "nodes.parquet")
+    ycol = require_column(nodes, where, "y")
+    if manifest["multilabel"]:
+        y = torch.from_numpy(list_column_to_matrix(ycol, where, "y"))
+    else:
+        y = torch.from_numpy(int_column(nodes, where, "y"))
+    train, val, test = split_masks(nodes, where)
+    indptr, indices = list_column_to_csr(require_column(adj, str(folder / "adj.parquet"),
+                                                        "neighbors"))
+    hwhere = str(folder / "halo.parquet")
+    return Shard(
+        part=part,
+        num_parts=num_parts,
+        num_nodes=int(manifest["num_nodes"]),
+        num_classes=int(manifest["num_classes"]),
+        name=str(manifest["name"]),
+        node_ids=torch.from_numpy(int_column(nodes, where, "node_id")),
+        x=torch.from_numpy(list_column_to_matrix(require_column(nodes, where, "x"), where, "x")),
+        y=y,
+        train_mask=torch.from_numpy(train),
+        val_mask=torch.from_numpy(val),
+        test_mask=torch.from_numpy(test),
+        indptr=torch.from_numpy(indptr),
+        indices=torch.from_numpy(indices),
+        degree=torch.from_numpy(np.diff(indptr)),
+        halo_ids=torch.from_numpy(int_column(halo, hwhere, "node_id")),
+        halo_owner=torch.from_numpy(int_column(halo, hwhere, "owner")),
+        halo_degree=torch.from_numpy(int_column(halo, hwhere, "degree")),
+    )
+
+
+def read_all_shards(shard_dir: str | Path) -> Data:
+    """Rebuild the whole graph (graph contract) from every shard of a shard set."""
+    manifest = read_manifest(shard_dir)
+    shards = [read_shard(shard_dir, p) for p in range(int(manifest["num_parts"]))]
+    n = int(manifest["num_nodes"])
+    node_ids = torch.cat([s.node_ids for s in shards])
+    order = torch.argsort(node_ids)
+    if not torch.equal(node_ids[order], torch.arange(n)):
+        raise DataError(f"{shard_dir}: shards do not cover nodes 0..{n - 1} exactly once; "
+                        "re-run the partition")
+    dst = torch.cat([torch.repeat_interleave(s.node_ids, s.degree) for s in shards])
+    src = torch.cat([s.indices for s in shards])
+    keys = torch.sort(src * n + dst).values
+    data = Data(
+        x=torch.cat([s.x for s in shards])[order],
+        y=torch.cat([s.y for s in shards])[order],
+        edge_index=torch.stack([keys // n, keys % n]),
+        num_nodes=n,
+        **{k: torch.cat([getattr(s, k) for s in shards])[order] for k in MASKS},
+    )
+    data.num_classes = int(manifest["num_classes"])
+    data.name = str(manifest["name"])
+    return data
