@@ -179,8 +179,8 @@ class VQGNN(nn.Module):
     ) -> None:
         """Assign every node a codeword per layer before training (no gradients).
 
-        Codebooks are seeded with k random rows of the first batch and whitened
-        by its moments; then every batch, layer by layer, is assigned to its
+        Codebooks are seeded by k-means++ from the rows of the first batch and
+        whitened by its moments; then every batch, layer by layer, is assigned to its
         nearest feature codeword and the feature codewords follow the EMA.
         """
         was_training = self.training
@@ -190,9 +190,7 @@ class VQGNN(nn.Module):
             h = x[batch]
             for layer, (conv, cb) in enumerate(zip(self.convs, self.codebooks, strict=True)):
                 if step == 0:
-                    cb.set_moments(h)
-                    pick = torch.randint(h.shape[0], (cb.codebook_size,), generator=generator)
-                    cb.load_codewords(h[pick.to(h.device)])
+                    cb.seed_codewords(h, generator)
                 stats = cb.batch_stats(h, None)
                 cb.apply_stats(stats, with_gradients=False)
                 self.assignment(layer)[batch] = stats.assignment.to(self.assignment(layer).dtype)

@@ -250,6 +250,41 @@ class ProductCodebook(nn.Module):
         self.ema_count.fill_(1.0)
         self.version += 1
 
+    @torch.no_grad()
+    def seed_codewords(self, x: Tensor, generator: torch.Generator) -> None:
+        """Whiten by the moments of ``x`` and pick k seed rows per group by k-means++.
+
+        Rows far from the seeds chosen so far are more likely to be picked next
+        (probability proportional to the squared distance), so rare patterns get
+        codewords of their own instead of k copies of the most common row. The
+        gradient part starts at its mean.
+        """
+        self.set_moments(x)
+        z = ((self._vectors(x, None) - self.mean) / self._std()).transpose(0, 1)  # [G, n, E]
+        feat = z[..., : self.group_size]
+        G, n = feat.shape[:2]
+        rows = torch.arange(G, device=x.device)
+        chosen = torch.empty(G, self.codebook_size, dtype=torch.long, device=x.device)
+        pick = torch.randint(n, (G,), generator=generator).to(x.device)
+        d2 = torch.full((G, n), float("inf"), dtype=z.dtype, device=x.device)
+        for i in range(self.codebook_size):
+            chosen[:, i] = pick
+            d2 = torch.minimum(d2, ((feat - feat[rows, pick][:, None]) ** 2).sum(-1))
+            # Inverse-CDF draw; where every row is already a seed, go on uniformly
+            # (duplicates are harmless).
+            cdf = torch.where(d2.sum(1, keepdim=True) > 0, d2, torch.ones_like(d2)).cumsum(1)
+            u = torch.rand(G, 1, generator=generator).to(cdf) * cdf[:, -1:]
+            pick = torch.searchsorted(cdf, u).squeeze(1).clamp_max(n - 1)
+        self.ema_total.copy_(z[rows[:, None], chosen])
+        self.ema_count.fill_(1.0)
+        # One Lloyd step: each codeword becomes the mean of the rows nearest to it.
+        # Seeds that won no row (duplicates) get count 0 and are re-seeded at the
+        # next update by the worst-quantised rows.
+        stats = self.batch_stats(x, None)
+        self.ema_count.copy_(stats.count)
+        self.ema_total.copy_(stats.total)
+        self.version += 1
+
     def set_moments(self, x: Tensor, g: Tensor | None = None) -> None:
         """Set the whitening moments from a set of rows (init pass)."""
         v = self._vectors(x, g)
@@ -341,6 +376,10 @@ class ProductCodebook(nn.Module):
         g_idx, v_idx = take.nonzero(as_tuple=True)
         self.ema_total[g_idx, v_idx] = stats.candidate[g_idx, rank[g_idx, v_idx]]
         self.ema_count[g_idx, v_idx] = 1.0
+        # Dead codewords beyond the candidates wait at the mean with no weight.
+        rest = dead & ~take
+        self.ema_total[rest] = 0.0
+        self.ema_count[rest] = 0.0
 
     @torch.no_grad()
     def usage(self) -> tuple[float, int]:
