@@ -1,0 +1,191 @@
+"""Bad input gives one DataError line that names the file, the field and the fix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from vqgnn_dist.data import DataError, csbm, load_graph
+from vqgnn_dist.data.cli import add_partition_parser
+from vqgnn_dist.data.partition import partition_graph, read_shard
+
+FLOATS = pa.list_(pa.float32())
+
+
+def _write(folder: Path, nodes: dict[str, Any] | None = None,
+           edges: dict[str, Any] | None = None, drop: str | None = None) -> Path:
+    """A valid 3-node graph in the Parquet format, with columns replaced or dropped."""
+    folder.mkdir(exist_ok=True)
+    node_cols = {
+        "node_id": pa.array([0, 1, 2], pa.int64()),
+        "x": pa.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], FLOATS),
+        "y": pa.array([0, 1, -1], pa.int64()),
+        "split": pa.array(["train", "val", None]),
+    }
+    edge_cols = {"src": pa.array([0, 1], pa.int64()), "dst": pa.array([1, 2], pa.int64())}
+    node_cols.update(nodes or {})
+    edge_cols.update(edges or {})
+    for cols in (node_cols, edge_cols):
+        cols.pop(drop, None)
+    pq.write_table(pa.table(node_cols), folder / "nodes.parquet")
+    pq.write_table(pa.table(edge_cols), folder / "edges.parquet")
+    return folder
+
+
+def _error(folder: Path, **params: Any) -> str:
+    with pytest.raises(DataError) as err:
+        load_graph(f"parquet:{folder}", **params)
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_valid_fixture_loads(tmp_path: Path) -> None:
+    assert load_graph(f"parquet:{_write(tmp_path / 'g')}").num_nodes == 3
+
+
+def test_edge_id_out_of_range(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path / "g", edges={"src": pa.array([0, 3], pa.int64())}))
+    assert "edges.parquet" in msg and "field src" in msg and "3" in msg
+
+
+def test_edge_id_negative(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path / "g", edges={"dst": pa.array([1, -1], pa.int64())}))
+    assert "edges.parquet" in msg and "field dst" in msg and "-1" in msg
+
+
+def test_nan_feature(tmp_path: Path) -> None:
+    x = pa.array([[0.0, float("nan")], [1.0, 0.0], [1.0, 1.0]], FLOATS)
+    msg = _error(_write(tmp_path / "g", nodes={"x": x}))
+    assert "nodes.parquet" in msg and "field x" in msg and "NaN" in msg
+
+
+def test_inf_feature(tmp_path: Path) -> None:
+    x = pa.array([[0.0, 1.0], [1.0, 0.0], [float("inf"), 1.0]], FLOATS)
+    msg = _error(_write(tmp_path / "g", nodes={"x": x}))
+    assert "nodes.parquet" in msg and "field x" in msg and "node 2" in msg
+
+
+def test_ragged_features(tmp_path: Path) -> None:
+    x = pa.array([[0.0, 1.0], [1.0], [1.0, 1.0]], FLOATS)
+    msg = _error(_write(tmp_path / "g", nodes={"x": x}))
+    assert "nodes.parquet" in msg and "field x is ragged" in msg and "row 1" in msg
+
+
+def test_label_not_below_declared_classes(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path / "g", nodes={"y": pa.array([0, 5, -1], pa.int64())}),
+                 num_classes=2)
+    assert "nodes.parquet" in msg and "field y" in msg and "num_classes=2" in msg
+
+
+def test_label_below_minus_one(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path / "g", nodes={"y": pa.array([0, -2, -1], pa.int64())}))
+    assert "nodes.parquet" in msg and "field y" in msg and "-2" in msg
+
+
+def test_missing_feature_column(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path / "g", drop="x"))
+    assert "nodes.parquet" in msg and "missing column x" in msg
+
+
+def test_missing_edge_column(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path / "g", drop="dst"))
+    assert "edges.parquet" in msg and "missing column dst" in msg
+
+
+def test_node_id_wrong_dtype(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path / "g", nodes={"node_id": pa.array([0.0, 1.0, 2.0])}))
+    assert "nodes.parquet" in msg and "field node_id" in msg and "expected int64" in msg
+
+
+def test_feature_wrong_dtype(tmp_path: Path) -> None:
+    x = pa.array([["a"], ["b"], ["c"]], pa.list_(pa.string()))
+    msg = _error(_write(tmp_path / "g", nodes={"x": x}))
+    assert "nodes.parquet" in msg and "field x" in msg and "list<float32>" in msg
+
+
+def test_label_wrong_dtype(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path / "g", nodes={"y": pa.array(["a", "b", "c"])}))
+    assert "nodes.parquet" in msg and "field y" in msg and "expected int64" in msg
+
+
+def test_duplicate_node_ids(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path / "g", nodes={"node_id": pa.array([0, 1, 1], pa.int64())}))
+    assert "nodes.parquet" in msg and "field node_id" in msg and "duplicate" in msg
+
+
+def test_empty_graph(tmp_path: Path) -> None:
+    empty = {"node_id": pa.array([], pa.int64()), "x": pa.array([], FLOATS),
+             "y": pa.array([], pa.int64()), "split": pa.array([], pa.string())}
+    msg = _error(_write(tmp_path / "g", nodes=empty, edges={"src": pa.array([], pa.int64()),
+                                                            "dst": pa.array([], pa.int64())}))
+    assert "nodes.parquet" in msg and "field node_id" in msg and "empty graph" in msg
+
+
+def test_unknown_split_value(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path / "g", nodes={"split": pa.array(["train", "dev", None])}))
+    assert "nodes.parquet" in msg and "field split" in msg and "'dev'" in msg
+
+
+def test_corrupt_parquet_file(tmp_path: Path) -> None:
+    folder = _write(tmp_path / "g")
+    (folder / "edges.parquet").write_bytes(b"PAR1 this is not parquet")
+    msg = _error(folder)
+    assert "edges.parquet" in msg and "not a readable Parquet file" in msg
+
+
+@pytest.fixture
+def shards(tmp_path: Path) -> Path:
+    partition_graph(csbm(num_nodes=200, seed=0), 2, tmp_path / "shards", method="random")
+    return tmp_path / "shards"
+
+
+def test_shard_checksum_mismatch(shards: Path) -> None:
+    path = shards / "part-00001" / "adj.parquet"
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    read_shard(shards, 0)  # the other part is still readable
+    with pytest.raises(DataError, match=r"part-00001/adj\.parquet: field sha256 does not match"):
+        read_shard(shards, 1)
+
+
+def test_manifest_schema_version_unknown(shards: Path) -> None:
+    path = shards / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["schema_version"] = 99
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"manifest\.json: field schema_version is 99"):
+        read_shard(shards, 0)
+
+
+def test_more_parts_than_nodes(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="num_parts=11 exceeds the graph's 10 nodes"):
+        partition_graph(csbm(num_nodes=10), 11, tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+def test_out_dir_that_is_not_a_shard_set_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "precious.txt").write_text("keep me")
+    with pytest.raises(DataError, match="is not a shard set"):
+        partition_graph(csbm(num_nodes=10), 2, tmp_path / "s")
+    assert (tmp_path / "s" / "precious.txt").read_text() == "keep me"
+
+
+def test_cli_prints_one_error_line_and_exits_2(tmp_path: Path, capsys) -> None:
+    parser = argparse.ArgumentParser()
+    add_partition_parser(parser.add_subparsers())
+    folder = _write(tmp_path / "g", edges={"src": pa.array([0, 7], pa.int64())})
+    args = parser.parse_args(["partition", "--dataset", f"parquet:{folder}", "--num-parts", "2",
+                              "--out", str(tmp_path / "s")])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "edges.parquet" in err and "field src" in err and "Traceback" not in err

@@ -1,0 +1,163 @@
+"""Partition -> shards -> union equals the input exactly; writes are atomic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Data
+
+from vqgnn_dist.data import csbm, load_graph
+from vqgnn_dist.data import partition as partition_mod
+from vqgnn_dist.data.cli import add_partition_parser
+from vqgnn_dist.data.parquet import write_parquet_graph
+from vqgnn_dist.data.partition import (
+    assign_parts,
+    partition_graph,
+    read_all_shards,
+    read_manifest,
+    read_shard,
+)
+
+KEYS = ("x", "y", "edge_index", "train_mask", "val_mask", "test_mask")
+
+
+def _assert_same_graph(a: Data, b: Data) -> None:
+    assert int(a.num_nodes) == int(b.num_nodes)
+    for key in KEYS:
+        assert a[key].dtype == b[key].dtype, key
+        assert torch.equal(a[key], b[key]), key
+    assert a.num_classes == b.num_classes and a.name == b.name
+
+
+def _check_shards(data: Data, out: Path, num_parts: int) -> None:
+    """Every shard is self-consistent with the global graph."""
+    n = int(data.num_nodes)
+    deg = torch.bincount(data.edge_index[1], minlength=n)
+    owner = torch.empty(n, dtype=torch.long)
+    shards = [read_shard(out, p) for p in range(num_parts)]
+    for s in shards:
+        owner[s.node_ids] = s.part
+    for s in shards:
+        assert torch.equal(s.degree, deg[s.node_ids])
+        assert s.indptr.shape[0] == s.node_ids.shape[0] + 1
+        outside = s.indices[owner[s.indices] != s.part]
+        assert torch.equal(s.halo_ids, torch.unique(outside))
+        assert torch.equal(s.halo_owner, owner[s.halo_ids])
+        assert torch.equal(s.halo_degree, deg[s.halo_ids])
+        assert s.x.shape == (s.node_ids.shape[0], data.x.shape[1])
+
+
+@pytest.mark.parametrize("method", ["metis", "random"])
+def test_round_trip_synthetic(tmp_path: Path, method: str) -> None:
+    data = csbm(num_nodes=1500, seed=5)
+    manifest = partition_graph(data, 4, tmp_path / "s", method=method, seed=1)
+    _assert_same_graph(read_all_shards(tmp_path / "s"), data)
+    _check_shards(data, tmp_path / "s", 4)
+    assert manifest == read_manifest(tmp_path / "s")
+    assert sum(p["num_nodes"] for p in manifest["parts"]) == 1500
+    assert sum(p["num_train"] for p in manifest["parts"]) == int(data.train_mask.sum())
+    assert sum(p["num_adj_entries"] for p in manifest["parts"]) == data.edge_index.shape[1]
+    part = torch.empty(1500, dtype=torch.long)
+    for p in range(4):
+        part[read_shard(tmp_path / "s", p).node_ids] = p
+    cut = int((part[data.edge_index[0]] != part[data.edge_index[1]]).sum())
+    assert manifest["edge_cut"] == cut
+    assert {"schema_version", "num_nodes", "num_edges", "num_features", "num_classes",
+            "num_parts", "method", "edge_cut"} <= set(manifest)
+    assert all(len(f["sha256"]) == 64 for p in manifest["parts"] for f in p["files"].values())
+
+
+@pytest.mark.parametrize("method", ["metis", "random"])
+def test_round_trip_parquet_directed_multilabel(tmp_path: Path, method: str) -> None:
+    src = csbm(num_nodes=300, seed=2)
+    rng = np.random.default_rng(0)
+    src.y = torch.from_numpy(rng.integers(0, 2, size=(300, 5)).astype(np.float32))
+    keep = torch.from_numpy(rng.random(src.edge_index.shape[1]) < 0.5)
+    src.edge_index = src.edge_index[:, keep]  # no longer symmetric
+    write_parquet_graph(src, tmp_path / "g")
+    data = load_graph(f"parquet:{tmp_path / 'g'}", directed=True)
+    assert torch.equal(data.edge_index, src.edge_index)
+    partition_graph(data, 3, tmp_path / "s", method=method)
+    _assert_same_graph(read_all_shards(tmp_path / "s"), data)
+    _check_shards(data, tmp_path / "s", 3)
+
+
+@pytest.mark.parametrize("method", ["metis", "random"])
+def test_round_trip_cora(cora_root: Path, tmp_path: Path, method: str) -> None:
+    data = load_graph("cora", root=cora_root)
+    partition_graph(data, 2, tmp_path / "s", method=method)
+    _assert_same_graph(read_all_shards(tmp_path / "s"), data)
+
+
+def test_metis_beats_random_and_balances(tmp_path: Path) -> None:
+    data = csbm(num_nodes=4000, seed=0)
+    metis = assign_parts(data, 4, "metis", seed=0)
+    rand = assign_parts(data, 4, "random", seed=0)
+    ei = data.edge_index.numpy()
+    cut = [int((p[ei[0]] != p[ei[1]]).sum()) for p in (metis, rand)]
+    assert cut[0] < 0.6 * cut[1]
+    sizes = np.bincount(metis, minlength=4)
+    assert sizes.max() <= 1.05 * 1000
+    train = np.bincount(metis[data.train_mask.numpy()], minlength=4)
+    assert train.max() <= 1.25 * train.mean()
+    assert np.array_equal(metis, assign_parts(data, 4, "metis", seed=0))
+    assert np.bincount(rand).tolist() == [1000] * 4
+
+
+def test_single_part(tmp_path: Path) -> None:
+    data = csbm(num_nodes=100)
+    manifest = partition_graph(data, 1, tmp_path / "s")
+    assert manifest["edge_cut"] == 0
+    assert read_shard(tmp_path / "s", 0).halo_ids.numel() == 0
+
+
+def test_replaces_older_shard_set(tmp_path: Path) -> None:
+    partition_graph(csbm(num_nodes=200, seed=0), 4, tmp_path / "s")
+    data = csbm(num_nodes=300, seed=1)
+    partition_graph(data, 2, tmp_path / "s")
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
+        "manifest.json", "part-00000", "part-00001"]
+    _assert_same_graph(read_all_shards(tmp_path / "s"), data)
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]  # no temp folders left
+
+
+def test_failed_partition_leaves_old_set_intact(tmp_path: Path, monkeypatch) -> None:
+    old = csbm(num_nodes=200, seed=0)
+    partition_graph(old, 2, tmp_path / "s")
+    before = {p: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()}
+    real = partition_mod._write_part
+    calls = []
+
+    def failing(folder: Path, p: int, *args):
+        calls.append(p)
+        if p == 1:
+            raise OSError("disk full")
+        return real(folder, p, *args)
+
+    monkeypatch.setattr(partition_mod, "_write_part", failing)
+    with pytest.raises(OSError, match="disk full"):
+        partition_graph(csbm(num_nodes=300, seed=1), 3, tmp_path / "s")
+    assert calls == [0, 1]
+    after = {p: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]
+    _assert_same_graph(read_all_shards(tmp_path / "s"), old)
+
+
+def test_cli_partition(tmp_path: Path, capsys) -> None:
+    parser = argparse.ArgumentParser()
+    add_partition_parser(parser.add_subparsers())
+    args = parser.parse_args(["partition", "--dataset", "synthetic:num_nodes=500,seed=3",
+                              "--num-parts", "2", "--out", str(tmp_path / "s"),
+                              "--method", "random", "--seed", "4"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "edge cut:" in out and "wrote" in out
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["method"] == "random" and manifest["seed"] == 4
+    _assert_same_graph(read_all_shards(tmp_path / "s"), csbm(num_nodes=500, seed=3))
