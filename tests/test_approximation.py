@@ -14,8 +14,14 @@ from vqgnn_dist.nn.model import VQGNN
 def fit_codebook(cb, x: torch.Tensor, g: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
     """Online EMA k-means of the exact rows; returns every node's final assignment."""
     cb.set_moments(x, g)
-    cb.load_codewords(*[t[torch.randperm(x.shape[0], generator=gen)[: cb.codebook_size]]
-                        if t is not None else None for t in (x, g)])
+    cb.load_codewords(
+        *[
+            t[torch.randperm(x.shape[0], generator=gen)[: cb.codebook_size]]
+            if t is not None
+            else None
+            for t in (x, g)
+        ]
+    )
     for _ in range(4):
         for rows in torch.randperm(x.shape[0], generator=gen).split(512):
             cb.apply_stats(cb.batch_stats(x[rows], None if g is None else g[rows]))
@@ -31,8 +37,17 @@ def test_errors_shrink_with_codebook_size(cora_root) -> None:
     results = {}
     for k in (8, 64, 512):
         torch.manual_seed(0)
-        model = VQGNN("gcn", data.num_features, 64, int(data.num_classes), 2, n,
-                      codebook_size=k, dropout=0.0, decay=0.9)
+        model = VQGNN(
+            "gcn",
+            data.num_features,
+            64,
+            int(data.num_classes),
+            2,
+            n,
+            codebook_size=k,
+            dropout=0.0,
+            decay=0.9,
+        )
         # Oracle: full-graph forward and backward.
         logits, _ = model(data.x, model.block(index, torch.arange(n)))
         loss = F.cross_entropy(logits[train], data.y[train], reduction="sum") / n_train
@@ -62,8 +77,19 @@ def test_errors_shrink_with_codebook_size(cora_root) -> None:
 
         # Theorem 2 (GCN: fixed C, Lip(h) = 0) at the output layer, in absolute terms:
         # ||X^_B - X_B||_F <= eps^(l) ||C||_F ||X^(l)||_F ||W^(l)||_F, summed over batches.
-        c_norm = float((1.0 / ((index.deg[index.col] + 1) * (index.deg.repeat_interleave(
-            index.rowptr.diff()) + 1))).sum() + (1.0 / (index.deg + 1) ** 2).sum()) ** 0.5
+        c_norm = (
+            float(
+                (
+                    1.0
+                    / (
+                        (index.deg[index.col] + 1)
+                        * (index.deg.repeat_interleave(index.rowptr.diff()) + 1)
+                    )
+                ).sum()
+                + (1.0 / (index.deg + 1) ** 2).sum()
+            )
+            ** 0.5
+        )
         w_norm = float(model.convs[1].lin.weight.norm())
         bound = eps[1] * c_norm * float(feats[1].norm()) * w_norm
         assert fwd_err * float(logits.detach().norm()) <= bound + 1e-6

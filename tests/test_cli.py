@@ -16,9 +16,25 @@ TINY = "synthetic:num_nodes=400,num_features=16,num_classes=4,avg_degree=6,featu
 @pytest.mark.parametrize("method", ["vq", "full-graph"])
 def test_train_writes_metrics(tmp_path, method: str) -> None:
     out = tmp_path / method
-    code = main(["train", "--dataset", TINY, "--method", method, "--epochs", "3",
-                 "--batch-size", "100", "--codebook-size", "16", "--hidden", "16",
-                 "--output-dir", str(out)])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            TINY,
+            "--method",
+            method,
+            "--epochs",
+            "3",
+            "--batch-size",
+            "100",
+            "--codebook-size",
+            "16",
+            "--hidden",
+            "16",
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("test_acc", "val_acc", "best_epoch", "train_time_s", "peak_rss_mb", "history"):
@@ -43,9 +59,20 @@ def test_train_writes_metrics(tmp_path, method: str) -> None:
 )
 def test_bad_flags_exit_with_one_line(tmp_path, flags: list[str], needle: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "vqgnn_dist.cli", "train", "--epochs", "1",
-         "--output-dir", str(tmp_path), *flags],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "vqgnn_dist.cli",
+            "train",
+            "--epochs",
+            "1",
+            "--output-dir",
+            str(tmp_path),
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("  ")]

@@ -65,8 +65,9 @@ def test_whitening_lets_tiny_gradients_decide() -> None:
 
 def test_dead_codewords_are_reseeded_without_nan() -> None:
     x = clustered(128, torch.zeros(1, 4), 1.0, seed=3)
-    cb = ProductCodebook(4, codebook_size=8, group_size=4, grad_channels=0, decay=0.5,
-                         dead_threshold=1e-2)
+    cb = ProductCodebook(
+        4, codebook_size=8, group_size=4, grad_channels=0, decay=0.5, dead_threshold=1e-2
+    )
     cb.set_moments(x)
     far = torch.full((8, 4), 1e3)
     far[0] = 0.0  # only codeword 0 is ever chosen at first
@@ -82,8 +83,9 @@ def test_dead_codewords_are_reseeded_without_nan() -> None:
 def test_merged_worker_stats_equal_one_big_batch() -> None:
     """P workers' stats summed and applied once == one process with their union batch."""
     torch.manual_seed(0)
-    base = ProductCodebook(12, codebook_size=16, group_size=4, grad_channels=1, decay=0.9,
-                           dead_threshold=0.5)
+    base = ProductCodebook(
+        12, codebook_size=16, group_size=4, grad_channels=1, decay=0.9, dead_threshold=0.5
+    )
     x0, g0 = torch.randn(64, 12), 1e-4 * torch.randn(64, 12)
     base.set_moments(x0, g0)
     base.load_codewords(x0[:16], g0[:16])

@@ -32,8 +32,9 @@ def test_full_graph_mode_matches_pyg(conv: str) -> None:
     n = 50
     src, dst = torch.randint(n, (160,), generator=g), torch.randint(n, (160,), generator=g)
     keep = src != dst
-    ei = torch.unique(torch.stack([torch.cat([src[keep], dst[keep]]),
-                                   torch.cat([dst[keep], src[keep]])]), dim=1)
+    ei = torch.unique(
+        torch.stack([torch.cat([src[keep], dst[keep]]), torch.cat([dst[keep], src[keep]])]), dim=1
+    )
     x = torch.randn(n, 12, generator=g)
     torch.manual_seed(1)
     ours = VQGNN(conv, 12, 16, 5, 3, n, codebook_size=4, heads=4, dropout=0.0).eval()
