@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from vqgnn_dist.config import METHODS, MODELS, OPTIMIZERS, SAMPLERS, ConfigError, TrainConfig
+from vqgnn_dist.data.cli import add_partition_parser
 from vqgnn_dist.data.errors import DataError
 
 CHOICES = {"model": MODELS, "method": METHODS, "sampler": SAMPLERS, "optimizer": OPTIMIZERS}
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds", type=_seeds, default=None, help="comma-separated seeds, e.g. 0,1,2,3,4"
     )
     p.set_defaults(func=cmd_compare)
+    add_partition_parser(sub)
     return parser
 
 
