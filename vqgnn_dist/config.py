@@ -40,6 +40,9 @@ class TrainConfig:
     optimizer: str = "adam"
     decay: float = 0.99
     num_workers: int = 0
+    halo_sync_every: int = 0
+    max_failures: int = 2
+    fail_at_step: int = -1
     output_dir: str = "runs/latest"
 
     def validate(self) -> TrainConfig:
@@ -65,6 +68,17 @@ class TrainConfig:
                 )
         if self.num_workers < 0:
             raise ConfigError(f"--num-workers must be >= 0, got {self.num_workers}")
+        if self.halo_sync_every < 0 or self.max_failures < 0:
+            raise ConfigError("--halo-sync-every and --max-failures must be >= 0")
+        if self.num_workers > 0 and self.method != "vq":
+            raise ConfigError(
+                "--num-workers > 0 trains VQ-GNN only; use --method vq or --num-workers 0"
+            )
+        if self.num_workers > 0 and self.model == "gat":
+            raise ConfigError(
+                "--model gat needs the receivers' full attention rows, which a shard lacks; "
+                "use gcn or sage with --num-workers > 0"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout must lie in [0, 1), got {self.dropout}")
         if not 0.0 < self.decay < 1.0:

@@ -180,21 +180,37 @@ class VQGNN(nn.Module):
         """Assign every node a codeword per layer before training (no gradients).
 
         Codebooks are seeded by k-means++ from the rows of the first batch and
-        whitened by its moments; then every batch, layer by layer, is assigned to its
-        nearest feature codeword and the feature codewords follow the EMA.
+        whitened by its moments; then every batch, layer by layer, is assigned to
+        its nearest feature codeword and the feature codewords follow the EMA.
         """
+        self._layer_pass(x, index, batches, generator)
+
+    @torch.no_grad()
+    def assign_nodes(self, x: Tensor, index: GraphIndex, batches: list[Tensor]) -> None:
+        """Assign the nodes of ``batches`` to their nearest feature codewords, codebooks frozen.
+
+        A distributed worker runs this after taking the shared codebooks, so its
+        assignments index the same codewords as everyone else's.
+        """
+        self._layer_pass(x, index, batches, None)
+
+    def _layer_pass(
+        self, x: Tensor, index: GraphIndex, batches: list[Tensor], generator: torch.Generator | None
+    ) -> None:
         was_training = self.training
         self.eval()
         for step, batch in enumerate(batches):
             block = self.block(index, batch)
             h = x[batch]
             for layer, (conv, cb) in enumerate(zip(self.convs, self.codebooks, strict=True)):
-                if step == 0:
+                table = self.assignment(layer)
+                if generator is not None and step == 0:
                     cb.seed_codewords(h, generator)
                 stats = cb.batch_stats(h, None)
-                cb.apply_stats(stats, with_gradients=False)
-                self.assignment(layer)[batch] = stats.assignment.to(self.assignment(layer).dtype)
-                rows = torch.cat([h, cb.feature_codewords(self.assignment(layer)[block.outside])])
+                if generator is not None:
+                    cb.apply_stats(stats, with_gradients=False)
+                table[batch] = stats.assignment.to(table.dtype)
+                rows = torch.cat([h, cb.feature_codewords(table[block.outside])])
                 h = conv.transform(conv.messages(rows, block), rows[: block.num_batch])
                 if layer < self.num_layers - 1:
                     h = F.relu(h)
