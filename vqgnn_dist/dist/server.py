@@ -1,0 +1,122 @@
+"""The codebook parameter server: one Ray actor per job holding the global codebooks.
+
+For every layer and group it keeps EMA counts, sums, whitening moments and
+codewords with a version number (a :class:`ProductCodebook` per layer). In
+each step every worker pushes its batch statistics; once all P have arrived
+the server merges them (:func:`merge_stats`), applies one EMA update and
+answers every worker with the new codebook state, so all workers hold
+identical codewords. It also relays the halo exchange: owners publish their
+nodes' assignments, workers fetch those of their halo nodes.
+
+Payloads are dicts of numpy arrays (zero-copy through Ray's object store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from vqgnn_dist.vq.codebook import CodebookStats, ProductCodebook, merge_stats
+
+STATE_KEYS = ("mean", "var", "ema_count", "ema_total", "grad_moments_ready", "version")
+
+Payload = list[dict[str, np.ndarray]]
+
+
+def stats_payload(stats: list[CodebookStats]) -> Payload:
+    """Per-layer statistics as numpy arrays, without the (local) assignments."""
+    return [
+        {k: v.detach().cpu().numpy() for k, v in vars(s).items() if k != "assignment"}
+        for s in stats
+    ]
+
+
+def codebook_state(codebooks: list[ProductCodebook]) -> Payload:
+    """The buffers that define every layer's codebook, as numpy arrays."""
+    return [{k: getattr(cb, k).detach().cpu().numpy() for k in STATE_KEYS} for cb in codebooks]
+
+
+def load_codebook_state(codebooks, state: Payload) -> None:
+    """Overwrite every layer's codebook buffers with a state from :func:`codebook_state`."""
+    for cb, layer in zip(codebooks, state, strict=True):
+        for k in STATE_KEYS:
+            buf = getattr(cb, k)
+            buf.copy_(torch.from_numpy(np.asarray(layer[k])).to(buf.device, buf.dtype))
+
+
+def payload_bytes(payload: Payload) -> int:
+    return sum(int(a.nbytes) for layer in payload for a in layer.values())
+
+
+@ray.remote(num_cpus=0)
+class CodebookServer:
+    """Global codebooks of one job; see the module docstring.
+
+    Args:
+        specs: per layer, the keyword arguments of :class:`ProductCodebook`.
+        num_workers: P, the pushes that make one synchronous step.
+    """
+
+    def __init__(self, specs: list[dict[str, Any]], num_workers: int) -> None:
+        self.codebooks = [ProductCodebook(**spec) for spec in specs]
+        self.num_workers = num_workers
+        self._pending: dict[int, dict[int, Payload]] = {}
+        self._answers: dict[int, Payload] = {}
+        self._events: dict[int, asyncio.Event] = {}
+        self._served: dict[int, int] = {}
+        self._assignments: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
+
+    async def load_state(self, state: Payload) -> int:
+        """Take a complete codebook state (after the init pass); returns its version."""
+        load_codebook_state(self.codebooks, state)
+        return int(self.codebooks[0].version)
+
+    async def state(self) -> Payload:
+        return codebook_state(self.codebooks)
+
+    async def push(self, rank: int, step: int, payload: Payload) -> Payload:
+        """Worker ``rank``'s statistics for ``step``; returns the state after the step's update."""
+        self._pending.setdefault(step, {})[rank] = payload
+        event = self._events.setdefault(step, asyncio.Event())
+        if len(self._pending[step]) == self.num_workers:
+            parts = self._pending.pop(step)
+            for layer, cb in enumerate(self.codebooks):
+                stats = [_to_stats(parts[r][layer]) for r in sorted(parts)]
+                cb.apply_stats(merge_stats(stats))
+            self._answers[step] = codebook_state(self.codebooks)
+            event.set()
+        else:
+            await event.wait()
+        answer = self._answers[step]
+        self._served[step] = self._served.get(step, 0) + 1
+        if self._served[step] == self.num_workers:
+            del self._answers[step], self._events[step], self._served[step]
+        return answer
+
+    async def put_assignments(
+        self, part: int, node_ids: np.ndarray, tables: list[np.ndarray]
+    ) -> None:
+        """Publish the assignments of the nodes a worker owns (global ids ascending)."""
+        self._assignments[part] = (node_ids, tables)
+
+    async def get_assignments(self, node_ids: np.ndarray, owners: np.ndarray) -> list[np.ndarray]:
+        """Assignments of the given nodes (each with its owner part), one table per layer."""
+        out = None
+        for part in np.unique(owners):
+            ids, tables = self._assignments[int(part)]
+            where = owners == part
+            pos = np.searchsorted(ids, node_ids[where])
+            if out is None:
+                out = [np.empty((node_ids.size, t.shape[1]), dtype=t.dtype) for t in tables]
+            for o, t in zip(out, tables, strict=True):
+                o[where] = t[pos]
+        return out or []
+
+
+def _to_stats(layer: dict[str, np.ndarray]) -> CodebookStats:
+    fields = {k: torch.from_numpy(np.asarray(v)) for k, v in layer.items()}
+    return CodebookStats(assignment=torch.empty(0, dtype=torch.long), **fields)
