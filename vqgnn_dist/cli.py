@@ -26,6 +26,7 @@ HELP = {
     "halo_sync_every": "exchange halo assignments every T steps (0 = once per epoch)",
     "max_failures": "worker failures Ray Train recovers from (restart from the last checkpoint)",
     "fail_at_step": "testing only: crash worker 0 once at this global step",
+    "init_checkpoint": "start distributed training from a single-process DIR/model.pt",
     "decay": "EMA decay of the codebooks",
 }
 

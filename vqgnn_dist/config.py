@@ -43,6 +43,7 @@ class TrainConfig:
     halo_sync_every: int = 0
     max_failures: int = 2
     fail_at_step: int = -1
+    init_checkpoint: str | None = None
     output_dir: str = "runs/latest"
 
     def validate(self) -> TrainConfig:

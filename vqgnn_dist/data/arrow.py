@@ -48,22 +48,29 @@ def list_column_to_matrix(
     """
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
-    ok_value = pa.types.is_floating if not allow_int else (
-        lambda t: pa.types.is_floating(t) or pa.types.is_integer(t))
+    ok_value = (
+        pa.types.is_floating
+        if not allow_int
+        else (lambda t: pa.types.is_floating(t) or pa.types.is_integer(t))
+    )
     if not is_list_type(col.type) or not ok_value(col.type.value_type):
         want = "list<float32>" if not allow_int else "list<float32> or list<int64>"
-        raise DataError(f"{where}: field {field} has type {col.type}, expected {want}; "
-                        f"write {field} as {want}")
+        raise DataError(
+            f"{where}: field {field} has type {col.type}, expected {want}; write {field} as {want}"
+        )
     rows = len(col)
     if col.null_count:
-        raise DataError(f"{where}: field {field} has {col.null_count} null rows; "
-                        f"give every row a {field} list")
+        raise DataError(
+            f"{where}: field {field} has {col.null_count} null rows; give every row a {field} list"
+        )
     lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
     width = int(lengths[0]) if rows else 0
     if rows and not bool((lengths == width).all()):
         bad = int(np.flatnonzero(lengths != width)[0])
-        raise DataError(f"{where}: field {field} is ragged (row 0 has {width} values, row {bad} "
-                        f"has {int(lengths[bad])}); give every row the same length")
+        raise DataError(
+            f"{where}: field {field} is ragged (row 0 has {width} values, row {bad} "
+            f"has {int(lengths[bad])}); give every row the same length"
+        )
     values = pc.list_flatten(col)
     if values.null_count:
         raise DataError(f"{where}: field {field} holds null values; replace them with numbers")
@@ -86,11 +93,13 @@ def int_column(table: pa.Table, where: str, field: str) -> np.ndarray:
     """A required integer column without nulls as int64 numpy."""
     col = require_column(table, where, field)
     if not pa.types.is_integer(col.type):
-        raise DataError(f"{where}: field {field} has type {col.type}, expected int64; "
-                        f"write {field} as int64")
+        raise DataError(
+            f"{where}: field {field} has type {col.type}, expected int64; write {field} as int64"
+        )
     if col.null_count:
-        raise DataError(f"{where}: field {field} has {col.null_count} nulls; "
-                        f"give every row a {field}")
+        raise DataError(
+            f"{where}: field {field} has {col.null_count} nulls; give every row a {field}"
+        )
     return writable(col.to_numpy().astype(np.int64, copy=False))
 
 
@@ -102,8 +111,10 @@ def writable(arr: np.ndarray) -> np.ndarray:
 def require_column(table: pa.Table, where: str, field: str) -> pa.ChunkedArray:
     """``table[field]``, or a :class:`DataError` naming the missing column."""
     if field not in table.column_names:
-        raise DataError(f"{where}: missing column {field} (have {', '.join(table.column_names)});"
-                        f" add a {field} column")
+        raise DataError(
+            f"{where}: missing column {field} (have {', '.join(table.column_names)});"
+            f" add a {field} column"
+        )
     return table.column(field)
 
 
@@ -111,8 +122,10 @@ def split_column(masks: tuple[np.ndarray, np.ndarray, np.ndarray], where: str) -
     """train/val/test boolean masks as one string column (null where in none)."""
     train, val, test = masks
     if bool((train.astype(np.int8) + val + test > 1).any()):
-        raise DataError(f"{where}: field split: train/val/test masks overlap; a node may "
-                        "belong to at most one split")
+        raise DataError(
+            f"{where}: field split: train/val/test masks overlap; a node may "
+            "belong to at most one split"
+        )
     codes = np.full(train.shape[0], -1, dtype=np.int8)
     codes[train], codes[val], codes[test] = 0, 1, 2
     dictionary = pa.array(SPLITS)
@@ -120,26 +133,29 @@ def split_column(masks: tuple[np.ndarray, np.ndarray, np.ndarray], where: str) -
     return pa.DictionaryArray.from_arrays(indices, dictionary).cast(pa.string())
 
 
-def split_masks(
-    table: pa.Table, where: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_masks(table: pa.Table, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boolean train/val/test masks from an optional string ``split`` column."""
     n = table.num_rows
     if "split" not in table.column_names:
         return np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
     col = table.column("split")
-    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
-            or pa.types.is_null(col.type)):
-        raise DataError(f"{where}: field split has type {col.type}, expected string "
-                        "(train / val / test / null)")
+    if not (
+        pa.types.is_string(col.type)
+        or pa.types.is_large_string(col.type)
+        or pa.types.is_null(col.type)
+    ):
+        raise DataError(
+            f"{where}: field split has type {col.type}, expected string (train / val / test / null)"
+        )
     col = col.cast(pa.string())
     known = pc.is_in(col, value_set=pa.array(SPLITS))
     bad = pc.and_(pc.is_valid(col), pc.invert(known))
     if pc.any(bad).as_py():
         first = col.filter(bad)[0].as_py()
         raise DataError(f"{where}: field split has value {first!r}; use train, val, test or null")
-    return tuple(pc.fill_null(pc.equal(col, s), False).to_numpy(zero_copy_only=False)
-                 for s in SPLITS)
+    return tuple(
+        pc.fill_null(pc.equal(col, s), False).to_numpy(zero_copy_only=False) for s in SPLITS
+    )
 
 
 def read_table(path: Path) -> pa.Table:

@@ -17,10 +17,11 @@ def add_partition_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
         "partition",
         help="partition a graph into Parquet shards (one per worker)",
         description="Load --dataset, split it into --num-parts shards (METIS or random) and "
-                    "write them with a manifest.json under --out.",
+        "write them with a manifest.json under --out.",
     )
-    parser.add_argument("--dataset", required=True,
-                        help="synthetic[:k=v,...], cora, ogbn-arxiv, parquet:DIR, ...")
+    parser.add_argument(
+        "--dataset", required=True, help="synthetic[:k=v,...], cora, ogbn-arxiv, parquet:DIR, ..."
+    )
     parser.add_argument("--data-root", default=None, help="folder holding the datasets")
     parser.add_argument("--num-parts", type=int, required=True, help="number of shards P")
     parser.add_argument("--out", required=True, help="output folder of the shard set")
@@ -37,21 +38,29 @@ def run_partition(args: argparse.Namespace) -> int:
         print(f"loading {args.dataset} ...", flush=True)
         data = load_graph(args.dataset, root=args.data_root)
         loaded = time.perf_counter() - start
-        print(f"loaded {data.name}: {int(data.num_nodes)} nodes, {data.edge_index.shape[1]} "
-              f"edges, {data.x.shape[1]} features, {data.num_classes} classes "
-              f"({loaded:.1f} s)", flush=True)
+        print(
+            f"loaded {data.name}: {int(data.num_nodes)} nodes, {data.edge_index.shape[1]} "
+            f"edges, {data.x.shape[1]} features, {data.num_classes} classes "
+            f"({loaded:.1f} s)",
+            flush=True,
+        )
         print(f"partitioning into {args.num_parts} parts with {args.method} ...", flush=True)
-        manifest = partition_graph(data, args.num_parts, args.out, method=args.method,
-                                   seed=args.seed)
+        manifest = partition_graph(
+            data, args.num_parts, args.out, method=args.method, seed=args.seed
+        )
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{'part':>5} {'nodes':>10} {'train':>9} {'adj':>11} {'halo':>9} {'MiB':>8}")
     for part in manifest["parts"]:
         mib = sum(f["bytes"] for f in part["files"].values()) / 2**20
-        print(f"{part['part']:>5} {part['num_nodes']:>10} {part['num_train']:>9} "
-              f"{part['num_adj_entries']:>11} {part['num_halo']:>9} {mib:>8.1f}")
-    print(f"edge cut: {manifest['edge_cut']} of {manifest['num_edges']} directed edges "
-          f"({100 * manifest['edge_cut_fraction']:.1f}%)")
+        print(
+            f"{part['part']:>5} {part['num_nodes']:>10} {part['num_train']:>9} "
+            f"{part['num_adj_entries']:>11} {part['num_halo']:>9} {mib:>8.1f}"
+        )
+    print(
+        f"edge cut: {manifest['edge_cut']} of {manifest['num_edges']} directed edges "
+        f"({100 * manifest['edge_cut_fraction']:.1f}%)"
+    )
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0

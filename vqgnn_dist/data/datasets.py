@@ -51,8 +51,10 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise DataError(f"dataset spec {spec!r}: parameter {item!r} is not key=value; "
-                            "write e.g. synthetic:num_nodes=1000,avg_degree=10")
+            raise DataError(
+                f"dataset spec {spec!r}: parameter {item!r} is not key=value; "
+                "write e.g. synthetic:num_nodes=1000,avg_degree=10"
+            )
         params[key.strip()] = _parse_value(value.strip())
     return name, "", params
 
@@ -91,9 +93,11 @@ def load_graph(spec: str, root: str | Path | None = None, **params: Any) -> Data
         return _load_ogb_node(name, _need_root(name, root), params)
     if name.startswith("ogbl-"):
         return _load_ogb_link(name, _need_root(name, root), params)
-    raise DataError(f"unknown dataset {name!r}; use one of: synthetic, "
-                    f"{', '.join(PLANETOID)}, reddit, flickr, ppi, ogbn-<name>, ogbl-<name>, "
-                    "parquet:DIR")
+    raise DataError(
+        f"unknown dataset {name!r}; use one of: synthetic, "
+        f"{', '.join(PLANETOID)}, reddit, flickr, ppi, ogbn-<name>, ogbl-<name>, "
+        "parquet:DIR"
+    )
 
 
 def _load_synthetic(params: dict[str, Any]) -> Data:
@@ -108,15 +112,16 @@ def _need_root(name: str, root: str | Path | None) -> Path:
         raise DataError(f"{name}: no data root given; pass --data-root DIR (root=DIR)")
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise DataError(f"{name}: data root {path} does not exist; create it or pass "
-                        "--data-root pointing at the folder that holds the data")
+        raise DataError(
+            f"{name}: data root {path} does not exist; create it or pass "
+            "--data-root pointing at the folder that holds the data"
+        )
     return path
 
 
 def _no_params(name: str, params: dict[str, Any]) -> None:
     if params:
-        raise DataError(f"{name}: unexpected parameters {sorted(params)}; this dataset "
-                        "takes none")
+        raise DataError(f"{name}: unexpected parameters {sorted(params)}; this dataset takes none")
 
 
 def _load_parquet(arg: str, params: dict[str, Any]) -> Data:
@@ -125,8 +130,9 @@ def _load_parquet(arg: str, params: dict[str, Any]) -> Data:
     try:
         return read_parquet_graph(arg, **params)
     except TypeError as exc:
-        raise DataError(f"parquet:{arg}: {exc}; parameters are directed, num_classes, "
-                        "name") from None
+        raise DataError(
+            f"parquet:{arg}: {exc}; parameters are directed, num_classes, name"
+        ) from None
 
 
 def _open(name: str, where: Path, factory: Callable[[], Any]) -> Any:
@@ -137,9 +143,11 @@ def _open(name: str, where: Path, factory: Callable[[], Any]) -> Any:
         raise
     except Exception as exc:  # download, parse or format failure: one clear line
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DataError(f"{name}: could not load from {where} ({type(exc).__name__}: {msg}); "
-                        "put the raw files there in the dataset's own layout or run where "
-                        "a network is") from None
+        raise DataError(
+            f"{name}: could not load from {where} ({type(exc).__name__}: {msg}); "
+            "put the raw files there in the dataset's own layout or run where "
+            "a network is"
+        ) from None
 
 
 def _load_planetoid(name: str, root: Path, params: dict[str, Any]) -> Data:
@@ -149,13 +157,20 @@ def _load_planetoid(name: str, root: Path, params: dict[str, Any]) -> Data:
     _no_params(name, params)
     pyg_name = PLANETOID[name]
     where = root / "planetoid"
-    ds = _open(name, where / pyg_name / "raw",
-               lambda: Planetoid(root=str(where), name=pyg_name, split=split))
+    ds = _open(
+        name,
+        where / pyg_name / "raw",
+        lambda: Planetoid(root=str(where), name=pyg_name, split=split),
+    )
     raw = ds[0]
     return finalize_graph(
-        x=raw.x, y=raw.y, edge_index=raw.edge_index,
+        x=raw.x,
+        y=raw.y,
+        edge_index=raw.edge_index,
         masks={k: raw[k] for k in MASKS},
-        num_classes=int(ds.num_classes), name=name, source=f"{name} ({where})",
+        num_classes=int(ds.num_classes),
+        name=name,
+        source=f"{name} ({where})",
     )
 
 
@@ -168,9 +183,13 @@ def _load_pyg_single(name: str, root: Path, params: dict[str, Any]) -> Data:
     ds = _open(name, where / "raw", lambda: cls(root=str(where)))
     raw = ds[0]
     return finalize_graph(
-        x=raw.x, y=raw.y, edge_index=raw.edge_index,
+        x=raw.x,
+        y=raw.y,
+        edge_index=raw.edge_index,
         masks={k: raw[k] for k in MASKS},
-        num_classes=int(ds.num_classes), name=name, source=f"{name} ({where})",
+        num_classes=int(ds.num_classes),
+        name=name,
+        source=f"{name} ({where})",
     )
 
 
@@ -192,16 +211,22 @@ def _load_ppi(root: Path, params: dict[str, Any]) -> Data:
                 masks[k].append(torch.full((n,), k == key))
             offset += n
     return finalize_graph(
-        x=torch.cat(xs), y=torch.cat(ys).to(torch.float32), edge_index=torch.cat(edges, 1),
+        x=torch.cat(xs),
+        y=torch.cat(ys).to(torch.float32),
+        edge_index=torch.cat(edges, 1),
         masks={k: torch.cat(v) for k, v in masks.items()},
-        num_classes=None, name="ppi", source=f"ppi ({where})",
+        num_classes=None,
+        name="ppi",
+        source=f"ppi ({where})",
     )
 
 
 def _ogb_features(name: str, raw: Data) -> torch.Tensor:
     if raw.x is None:
-        raise DataError(f"{name}: field x missing (the dataset has no node features); "
-                        "this loader needs node features")
+        raise DataError(
+            f"{name}: field x missing (the dataset has no node features); "
+            "this loader needs node features"
+        )
     return raw.x
 
 
@@ -251,9 +276,14 @@ def _load_ogb_node(name: str, root: Path, params: dict[str, Any]) -> Data:
         mask[torch.as_tensor(split[part], dtype=torch.long)] = True
         masks[key] = mask
     return finalize_graph(
-        x=x, y=y, edge_index=raw.edge_index, masks=masks,
+        x=x,
+        y=y,
+        edge_index=raw.edge_index,
+        masks=masks,
         num_classes=int(ds.num_classes) if y.dim() == 1 else None,
-        name=name, source=f"{name} ({where})", directed=directed,
+        name=name,
+        source=f"{name} ({where})",
+        directed=directed,
     )
 
 
@@ -268,11 +298,16 @@ def _load_ogb_link(name: str, root: Path, params: dict[str, Any]) -> Data:
         split = _open(name, where / "split", ds.get_edge_split)
     raw = ds[0]
     x = _ogb_features(name, raw)
-    split_edge = {part: {k: torch.as_tensor(v) for k, v in split[part].items()}
-                  for part in split}
+    split_edge = {part: {k: torch.as_tensor(v) for k, v in split[part].items()} for part in split}
     n = int(raw.num_nodes)
     return finalize_graph(
-        x=x, y=torch.full((n,), -1, dtype=torch.long), edge_index=raw.edge_index, masks={},
-        num_classes=0, name=name, source=f"{name} ({where})", directed=directed,
+        x=x,
+        y=torch.full((n,), -1, dtype=torch.long),
+        edge_index=raw.edge_index,
+        masks={},
+        num_classes=0,
+        name=name,
+        source=f"{name} ({where})",
+        directed=directed,
         extra={"split_edge": split_edge},
     )

@@ -53,8 +53,8 @@ def random_split_masks(
     n_val = int(round(val_frac * num_nodes))
     masks = [np.zeros(num_nodes, dtype=bool) for _ in range(3)]
     masks[0][perm[:n_train]] = True
-    masks[1][perm[n_train:n_train + n_val]] = True
-    masks[2][perm[n_train + n_val:]] = True
+    masks[1][perm[n_train : n_train + n_val]] = True
+    masks[2][perm[n_train + n_val :]] = True
     return masks[0], masks[1], masks[2]
 
 
@@ -87,16 +87,20 @@ def finalize_graph(
     file or dataset in error messages. Raises :class:`DataError` on bad data.
     """
     if x.dim() != 2:
-        raise DataError(f"{source}: field x must be 2-D [nodes, features], got shape "
-                        f"{tuple(x.shape)}; give every node a feature vector")
+        raise DataError(
+            f"{source}: field x must be 2-D [nodes, features], got shape "
+            f"{tuple(x.shape)}; give every node a feature vector"
+        )
     n = int(x.shape[0])
     if n == 0:
         raise DataError(f"{source}: field x has no rows (empty graph); give at least one node")
     x = x.to(torch.float32)
     if not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).any(dim=1).nonzero()[0, 0])
-        raise DataError(f"{source}: field x holds NaN or inf (first at node {bad}); "
-                        "clean or impute the features")
+        raise DataError(
+            f"{source}: field x holds NaN or inf (first at node {bad}); "
+            "clean or impute the features"
+        )
     y, num_classes = _check_labels(y, n, num_classes, source)
     ei = _check_edges(edge_index, n, source)
     ei_np = coalesce_edges(ei[0].numpy(), ei[1].numpy(), n, symmetric=not directed)
@@ -107,8 +111,10 @@ def finalize_graph(
             mask = torch.zeros(n, dtype=torch.bool)
         mask = mask.reshape(-1).to(torch.bool)
         if mask.shape[0] != n:
-            raise DataError(f"{source}: field {key} has {mask.shape[0]} entries for {n} nodes; "
-                            "give one entry per node")
+            raise DataError(
+                f"{source}: field {key} has {mask.shape[0]} entries for {n} nodes; "
+                "give one entry per node"
+            )
         out_masks[key] = mask
     data = Data(x=x, y=y, edge_index=torch.from_numpy(ei_np), num_nodes=n, **out_masks)
     data.num_classes = int(num_classes)
@@ -124,52 +130,68 @@ def _check_labels(
     if y.dim() == 2 and y.shape[1] == 1:
         y = y.reshape(-1)
     if y.shape[0] != n:
-        raise DataError(f"{source}: field y has {y.shape[0]} rows for {n} nodes; "
-                        "give one label per node (-1 = unlabeled)")
+        raise DataError(
+            f"{source}: field y has {y.shape[0]} rows for {n} nodes; "
+            "give one label per node (-1 = unlabeled)"
+        )
     if y.dim() == 2:
         y = y.to(torch.float32)
         if not bool(torch.isfinite(y).all()):
             raise DataError(f"{source}: field y (multi-label) holds NaN or inf; use 0/1 values")
         if num_classes is not None and y.shape[1] != num_classes:
-            raise DataError(f"{source}: field y has {y.shape[1]} label columns but "
-                            f"num_classes={num_classes}; make them agree")
+            raise DataError(
+                f"{source}: field y has {y.shape[1]} label columns but "
+                f"num_classes={num_classes}; make them agree"
+            )
         return y, int(y.shape[1])
     if y.dim() != 1:
-        raise DataError(f"{source}: field y must be 1-D (class ids) or 2-D (multi-label), "
-                        f"got shape {tuple(y.shape)}")
+        raise DataError(
+            f"{source}: field y must be 1-D (class ids) or 2-D (multi-label), "
+            f"got shape {tuple(y.shape)}"
+        )
     if y.is_floating_point() and not (
         bool(torch.isfinite(y).all()) and bool((y == y.round()).all())
     ):
-        raise DataError(f"{source}: field y holds non-integer class ids; "
-                            "use int64 class ids (-1 = unlabeled)")
+        raise DataError(
+            f"{source}: field y holds non-integer class ids; use int64 class ids (-1 = unlabeled)"
+        )
     y = y.to(torch.int64)
     if n and int(y.min()) < -1:
-        raise DataError(f"{source}: field y has label {int(y.min())} < -1; "
-                        "use class ids 0..C-1 and -1 for unlabeled")
+        raise DataError(
+            f"{source}: field y has label {int(y.min())} < -1; "
+            "use class ids 0..C-1 and -1 for unlabeled"
+        )
     top = int(y.max()) if n else -1
     if num_classes is None:
         num_classes = max(top + 1, 1)
     elif top >= num_classes:
-        raise DataError(f"{source}: field y has label {top} >= num_classes={num_classes}; "
-                        "use class ids 0..C-1 or raise num_classes")
+        raise DataError(
+            f"{source}: field y has label {top} >= num_classes={num_classes}; "
+            "use class ids 0..C-1 or raise num_classes"
+        )
     return y, int(num_classes)
 
 
 def _check_edges(edge_index: torch.Tensor, n: int, source: str) -> torch.Tensor:
     if edge_index.dim() != 2 or edge_index.shape[0] != 2:
-        raise DataError(f"{source}: field edge_index must have shape [2, m], got "
-                        f"{tuple(edge_index.shape)}")
+        raise DataError(
+            f"{source}: field edge_index must have shape [2, m], got {tuple(edge_index.shape)}"
+        )
     if edge_index.is_floating_point():
         raise DataError(f"{source}: field edge_index must hold integer node ids")
     ei = edge_index.to(torch.int64)
     if ei.numel():
         lo, hi = int(ei.min()), int(ei.max())
         if lo < 0:
-            raise DataError(f"{source}: field edge_index (src/dst) has negative node id {lo}; "
-                            f"node ids must lie in 0..{n - 1}")
+            raise DataError(
+                f"{source}: field edge_index (src/dst) has negative node id {lo}; "
+                f"node ids must lie in 0..{n - 1}"
+            )
         if hi >= n:
-            raise DataError(f"{source}: field edge_index (src/dst) has node id {hi} out of range "
-                            f"for {n} nodes; node ids must lie in 0..{n - 1}")
+            raise DataError(
+                f"{source}: field edge_index (src/dst) has node id {hi} out of range "
+                f"for {n} nodes; node ids must lie in 0..{n - 1}"
+            )
     return ei
 
 
@@ -181,8 +203,10 @@ def check_contract(data: Data) -> None:
     if data.x.dtype != torch.float32 or data.x.dim() != 2 or data.x.shape[0] != n:
         problems.append("x must be float32 [n, f]")
     y = data.y
-    if not ((y.dtype == torch.int64 and y.shape == (n,))
-            or (y.dtype == torch.float32 and y.dim() == 2 and y.shape[0] == n)):
+    if not (
+        (y.dtype == torch.int64 and y.shape == (n,))
+        or (y.dtype == torch.float32 and y.dim() == 2 and y.shape[0] == n)
+    ):
         problems.append("y must be int64 [n] or float32 [n, c]")
     ei = data.edge_index
     if ei.dtype != torch.int64 or ei.dim() != 2 or ei.shape[0] != 2:

@@ -114,8 +114,9 @@ def assign_parts(data: Data, num_parts: int, method: str = "metis", seed: int = 
     if train.any():
         vweights = np.stack([np.ones(n, dtype=np.int64), train.astype(np.int64)], 1).reshape(-1)
     opts = pymetis.Options(seed=seed)
-    result = pymetis.part_graph(num_parts, pymetis.CSRAdjacency(xadj, adjncy),
-                                vweights=vweights, options=opts)
+    result = pymetis.part_graph(
+        num_parts, pymetis.CSRAdjacency(xadj, adjncy), vweights=vweights, options=opts
+    )
     return np.asarray(result.vertex_part, dtype=np.int64)
 
 
@@ -123,8 +124,10 @@ def _check_num_parts(num_parts: int, n: int) -> None:
     if num_parts < 1:
         raise DataError(f"partition: num_parts={num_parts} must be >= 1")
     if num_parts > n:
-        raise DataError(f"partition: num_parts={num_parts} exceeds the graph's {n} nodes; "
-                        "use at most as many parts as nodes")
+        raise DataError(
+            f"partition: num_parts={num_parts} exceeds the graph's {n} nodes; "
+            "use at most as many parts as nodes"
+        )
 
 
 def partition_graph(
@@ -142,10 +145,13 @@ def partition_graph(
     ``out_dir`` that holds no ``manifest.json`` is refused.
     """
     out = Path(out_dir).expanduser().resolve()
-    if out.exists() and (not out.is_dir() or (any(out.iterdir())
-                                               and not (out / "manifest.json").is_file())):
-        raise DataError(f"{out}: exists and is not a shard set (no manifest.json); "
-                        "give a new or empty folder for --out")
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").is_file())
+    ):
+        raise DataError(
+            f"{out}: exists and is not a shard set (no manifest.json); "
+            "give a new or empty folder for --out"
+        )
     start = time.perf_counter()
     part = assign_parts(data, num_parts, method, seed)
     n = int(data.num_nodes)
@@ -169,8 +175,11 @@ def partition_graph(
         parts = []
         for p in range(num_parts):
             owned = np.flatnonzero(part == p)
-            parts.append(_write_part(tmp / part_dir_name(p), p, owned, part, x, y, masks,
-                                     indptr, nbrs, degree))
+            parts.append(
+                _write_part(
+                    tmp / part_dir_name(p), p, owned, part, x, y, masks, indptr, nbrs, degree
+                )
+            )
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "name": str(getattr(data, "name", "graph")),
@@ -197,8 +206,16 @@ def partition_graph(
 
 
 def _write_part(
-    folder: Path, p: int, owned: np.ndarray, part: np.ndarray, x: np.ndarray, y: np.ndarray,
-    masks: tuple[np.ndarray, ...], indptr: np.ndarray, nbrs: np.ndarray, degree: np.ndarray,
+    folder: Path,
+    p: int,
+    owned: np.ndarray,
+    part: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    masks: tuple[np.ndarray, ...],
+    indptr: np.ndarray,
+    nbrs: np.ndarray,
+    degree: np.ndarray,
 ) -> dict[str, Any]:
     folder.mkdir()
     lengths = degree[owned]
@@ -209,20 +226,25 @@ def _write_part(
     del gather
     halo = np.unique(indices[part[indices] != p])
     own_masks = tuple(m[owned] for m in masks)
-    nodes = pa.table({
-        "node_id": pa.array(owned),
-        "x": matrix_to_list_array(x[owned]),
-        "y": matrix_to_list_array(y[owned]) if y.ndim == 2 else pa.array(y[owned]),
-        "split": split_column(own_masks, "partition"),
-    })
+    nodes = pa.table(
+        {
+            "node_id": pa.array(owned),
+            "x": matrix_to_list_array(x[owned]),
+            "y": matrix_to_list_array(y[owned]) if y.ndim == 2 else pa.array(y[owned]),
+            "split": split_column(own_masks, "partition"),
+        }
+    )
     pq.write_table(nodes, folder / "nodes.parquet", use_dictionary=["split"])
     del nodes
-    adj = pa.table({"node_id": pa.array(owned),
-                    "neighbors": csr_to_list_array(local_ptr, indices)})
+    adj = pa.table({"node_id": pa.array(owned), "neighbors": csr_to_list_array(local_ptr, indices)})
     pq.write_table(adj, folder / "adj.parquet")
-    halo_table = pa.table({"node_id": pa.array(halo),
-                           "owner": pa.array(part[halo].astype(np.int32)),
-                           "degree": pa.array(degree[halo])})
+    halo_table = pa.table(
+        {
+            "node_id": pa.array(halo),
+            "owner": pa.array(part[halo].astype(np.int32)),
+            "degree": pa.array(degree[halo]),
+        }
+    )
     pq.write_table(halo_table, folder / "halo.parquet")
     files = {}
     for fname in PART_FILES:
@@ -259,8 +281,10 @@ def read_manifest(shard_dir: str | Path) -> dict[str, Any]:
     """Read and check ``manifest.json`` of a shard set."""
     path = Path(shard_dir).expanduser() / "manifest.json"
     if not path.is_file():
-        raise DataError(f"{path}: manifest not found; run `vqgnn-dist partition` first "
-                        "or point at the folder it wrote")
+        raise DataError(
+            f"{path}: manifest not found; run `vqgnn-dist partition` first "
+            "or point at the folder it wrote"
+        )
     try:
         with open(path) as fh:
             manifest = json.load(fh)
@@ -268,14 +292,18 @@ def read_manifest(shard_dir: str | Path) -> dict[str, Any]:
         raise DataError(f"{path}: not valid JSON ({exc}); re-run the partition") from None
     version = manifest.get("schema_version") if isinstance(manifest, dict) else None
     if version != SCHEMA_VERSION:
-        raise DataError(f"{path}: field schema_version is {version!r}, this version reads "
-                        f"{SCHEMA_VERSION}; re-run the partition with this version")
+        raise DataError(
+            f"{path}: field schema_version is {version!r}, this version reads "
+            f"{SCHEMA_VERSION}; re-run the partition with this version"
+        )
     for key in MANIFEST_KEYS:
         if key not in manifest:
             raise DataError(f"{path}: missing field {key}; re-run the partition")
     if len(manifest["parts"]) != manifest["num_parts"]:
-        raise DataError(f"{path}: field parts lists {len(manifest['parts'])} parts but "
-                        f"num_parts is {manifest['num_parts']}; re-run the partition")
+        raise DataError(
+            f"{path}: field parts lists {len(manifest['parts'])} parts but "
+            f"num_parts is {manifest['num_parts']}; re-run the partition"
+        )
     return manifest
 
 
@@ -290,8 +318,10 @@ def read_shard(shard_dir: str | Path, part: int) -> Shard:
     manifest = read_manifest(root)
     num_parts = int(manifest["num_parts"])
     if not 0 <= part < num_parts:
-        raise DataError(f"{root / 'manifest.json'}: field num_parts is {num_parts}, part "
-                        f"{part} does not exist; use a part in 0..{num_parts - 1}")
+        raise DataError(
+            f"{root / 'manifest.json'}: field num_parts is {num_parts}, part "
+            f"{part} does not exist; use a part in 0..{num_parts - 1}"
+        )
     entry = manifest["parts"][part]
     folder = root / entry["dir"]
     tables = {}
@@ -301,8 +331,10 @@ def read_shard(shard_dir: str | Path, part: int) -> Shard:
             raise DataError(f"{path}: shard file missing; re-run the partition")
         expected = entry["files"][fname]["sha256"]
         if sha256_file(path) != expected:
-            raise DataError(f"{path}: field sha256 does not match the manifest (file changed "
-                            "or corrupt); re-run the partition")
+            raise DataError(
+                f"{path}: field sha256 does not match the manifest (file changed "
+                "or corrupt); re-run the partition"
+            )
         tables[fname] = read_table(path)
 
     nodes, adj, halo = (tables[f] for f in PART_FILES)
@@ -313,8 +345,9 @@ def read_shard(shard_dir: str | Path, part: int) -> Shard:
     else:
         y = torch.from_numpy(int_column(nodes, where, "y"))
     train, val, test = split_masks(nodes, where)
-    indptr, indices = list_column_to_csr(require_column(adj, str(folder / "adj.parquet"),
-                                                        "neighbors"))
+    indptr, indices = list_column_to_csr(
+        require_column(adj, str(folder / "adj.parquet"), "neighbors")
+    )
     hwhere = str(folder / "halo.parquet")
     return Shard(
         part=part,
@@ -345,8 +378,9 @@ def read_all_shards(shard_dir: str | Path) -> Data:
     node_ids = torch.cat([s.node_ids for s in shards])
     order = torch.argsort(node_ids)
     if not torch.equal(node_ids[order], torch.arange(n)):
-        raise DataError(f"{shard_dir}: shards do not cover nodes 0..{n - 1} exactly once; "
-                        "re-run the partition")
+        raise DataError(
+            f"{shard_dir}: shards do not cover nodes 0..{n - 1} exactly once; re-run the partition"
+        )
     dst = torch.cat([torch.repeat_interleave(s.node_ids, s.degree) for s in shards])
     src = torch.cat([s.indices for s in shards])
     keys = torch.sort(src * n + dst).values

@@ -45,8 +45,17 @@ def csbm(
     Splits are random per seed: ``train_frac`` / ``val_frac`` / the rest test.
     The same arguments always give the identical graph.
     """
-    _check_args(num_nodes, num_classes, num_features, avg_degree, homophily,
-                feature_noise, degree_sigma, train_frac, val_frac)
+    _check_args(
+        num_nodes,
+        num_classes,
+        num_features,
+        avg_degree,
+        homophily,
+        feature_noise,
+        degree_sigma,
+        train_frac,
+        val_frac,
+    )
     rng = np.random.default_rng(seed)
     n, c = int(num_nodes), int(num_classes)
 
@@ -100,9 +109,15 @@ def csbm(
 
 
 def _check_args(
-    num_nodes: int, num_classes: int, num_features: int, avg_degree: float,
-    homophily: float, feature_noise: float, degree_sigma: float,
-    train_frac: float, val_frac: float,
+    num_nodes: int,
+    num_classes: int,
+    num_features: int,
+    avg_degree: float,
+    homophily: float,
+    feature_noise: float,
+    degree_sigma: float,
+    train_frac: float,
+    val_frac: float,
 ) -> None:
     checks = [
         (num_nodes >= 1, "num_nodes", "must be >= 1"),
@@ -112,8 +127,11 @@ def _check_args(
         (0.0 <= homophily <= 1.0, "homophily", "must lie in [0, 1]"),
         (feature_noise >= 0, "feature_noise", "must be >= 0"),
         (degree_sigma >= 0, "degree_sigma", "must be >= 0"),
-        (train_frac >= 0 and val_frac >= 0 and train_frac + val_frac <= 1,
-         "train_frac/val_frac", "must be >= 0 and sum to at most 1"),
+        (
+            train_frac >= 0 and val_frac >= 0 and train_frac + val_frac <= 1,
+            "train_frac/val_frac",
+            "must be >= 0 and sum to at most 1",
+        ),
     ]
     for ok, field, fix in checks:
         if not ok:

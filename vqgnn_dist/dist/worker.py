@@ -90,13 +90,14 @@ def _evaluate(model: VQGNN, shard, lg: LocalGraph, x, y, batch_size: int, device
     }
 
 
-def _save_checkpoint(model, opt, epoch: int, step: int, rank: int) -> ray.train.Checkpoint:
+def _save_checkpoint(model, opt, epoch: int, step: int, rank: int, history) -> ray.train.Checkpoint:
     folder = tempfile.mkdtemp(prefix="vqgnn-ckpt-")
     state = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
-        "epoch": torch.tensor(epoch),
-        "step": torch.tensor(step),
+        "epoch": epoch,
+        "step": step,
+        "history": history,
     }
     tmp = Path(folder) / f".{CHECKPOINT_FILE.format(rank=rank)}.tmp"
     torch.save(state, tmp)
@@ -104,13 +105,27 @@ def _save_checkpoint(model, opt, epoch: int, step: int, rank: int) -> ray.train.
     return ray.train.Checkpoint.from_directory(folder)
 
 
-def _load_checkpoint(model, opt, checkpoint: ray.train.Checkpoint, rank: int) -> tuple[int, int]:
+def _load_checkpoint(model, opt, checkpoint: ray.train.Checkpoint, rank: int):
+    """Restore a worker's checkpoint; returns (epochs done, global step, history)."""
     with checkpoint.as_directory() as folder:
         path = Path(folder) / CHECKPOINT_FILE.format(rank=rank)
         state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
-    return int(state["epoch"]), int(state["step"])
+    return int(state["epoch"]), int(state["step"]), list(state["history"])
+
+
+def _load_single_process_state(model: VQGNN, path: str, lg: LocalGraph) -> None:
+    """Start from a single-process ``model.pt``: weights, codebooks, and the rows of the
+    global assignment tables that belong to this worker's owned and halo nodes."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    tables = {k: state.pop(k) for k in list(state) if k.startswith("assignment")}
+    missing = model.load_state_dict(state, strict=False).missing_keys
+    if set(missing) != set(tables) or len(tables) != model.num_layers:
+        raise ValueError(f"{path}: not a vqgnn-dist model of this architecture; retrain or drop it")
+    for i in range(model.num_layers):
+        table = model.assignment(i)
+        table.copy_(tables[f"assignment{i}"][lg.global_ids].to(table.device, table.dtype))
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -151,10 +166,10 @@ def train_worker(config: dict[str, Any]) -> None:
         torch.arange(lg.num_owned), -(-lg.num_owned // steps_per_epoch), seed=cfg.seed * 7919 + rank
     )
 
-    start_epoch, step = 1, 0
+    start_epoch, step, history = 1, 0, []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
-        done, step = _load_checkpoint(model, opt, checkpoint, rank)
+        done, step, history = _load_checkpoint(model, opt, checkpoint, rank)
         start_epoch = done + 1
         state = ray.get(server.state.remote())
         if int(state[0]["version"]) < int(model.codebooks[0].version):
@@ -164,6 +179,11 @@ def train_worker(config: dict[str, Any]) -> None:
             dist.barrier()
             state = ray.get(server.state.remote())
         load_codebook_state(model.codebooks, state)
+    elif cfg.init_checkpoint:
+        _load_single_process_state(model, cfg.init_checkpoint, lg)
+        if rank == 0:
+            ray.get(server.load_state.remote(codebook_state(list(model.codebooks))))
+        dist.barrier()
     else:
         for p in model.parameters():  # identical initial weights everywhere
             dist.broadcast(p.data, src=0)
@@ -176,7 +196,6 @@ def train_worker(config: dict[str, Any]) -> None:
         model.assign_nodes(x, index, [b.to(device) for b in sampler.epoch(0)])
     halo_bytes = _exchange_halo(model, shard, lg, server, rank)
 
-    history: list[dict[str, Any]] = []
     for epoch in range(start_epoch, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -240,7 +259,7 @@ def train_worker(config: dict[str, Any]) -> None:
             "codebook_version": int(model.codebooks[0].version),
         }
         history.append(rec)
-        ckpt = _save_checkpoint(model, opt, epoch, step, rank)
+        ckpt = _save_checkpoint(model, opt, epoch, step, rank, history)
         last = epoch == cfg.epochs
         ray.train.report({**rec, "history": history if last else []}, checkpoint=ckpt)
 

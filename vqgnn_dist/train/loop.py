@@ -8,7 +8,9 @@ codewords). The returned metrics are what ``metrics.json`` holds.
 from __future__ import annotations
 
 import copy
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -110,6 +112,16 @@ def _loss(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
     if int(mask.sum()) == 0:
         return logits.sum() * 0.0
     return F.cross_entropy(logits[mask], y[mask])
+
+
+def save_model(model: torch.nn.Module, cfg: TrainConfig) -> Path:
+    """Write ``DIR/model.pt`` (weights, codebooks, assignments, config) atomically."""
+    path = Path(cfg.output_dir) / "model.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def _train_full_graph(cfg: TrainConfig, data: Data, device: torch.device, progress: bool):
@@ -220,6 +232,7 @@ def _train_vq(cfg: TrainConfig, data: Data, device: torch.device, progress: bool
     result = _summary(history, train_time)
     result["init_time_s"] = init_time
     model.load_state_dict(best_state)
+    result["model_path"] = str(save_model(model, cfg))
     t0 = time.perf_counter()
     logits = model.predict(x, index, eval_batches)
     result["inference_time_s"] = time.perf_counter() - t0
