@@ -39,9 +39,13 @@ def two_components() -> Data:
     b = csbm(num_nodes=300, num_classes=3, num_features=8, avg_degree=6, feature_noise=1.5, seed=2)
     masks = {k: torch.cat([a[k], b[k]]) for k in ("train_mask", "val_mask", "test_mask")}
     return finalize_graph(
-        x=torch.cat([a.x, b.x]), y=torch.cat([a.y, b.y]),
+        x=torch.cat([a.x, b.x]),
+        y=torch.cat([a.y, b.y]),
         edge_index=torch.cat([a.edge_index, b.edge_index + 300], dim=1),
-        masks=masks, num_classes=3, name="two-csbm", source="test",
+        masks=masks,
+        num_classes=3,
+        name="two-csbm",
+        source="test",
     )
 
 
@@ -56,8 +60,11 @@ def union_reference(cfg: TrainConfig, data: Data, shard_dir, init: dict) -> VQGN
     shards = [local_graph(read_shard(shard_dir, rank)) for rank in range(cfg.num_workers)]
     steps = -(-max(lg.num_owned for lg in shards) // cfg.batch_size)
     for rank, lg in enumerate(shards):
-        samplers.append(NodeSampler(torch.arange(lg.num_owned), -(-lg.num_owned // steps),
-                                    seed=cfg.seed * 7919 + rank))
+        samplers.append(
+            NodeSampler(
+                torch.arange(lg.num_owned), -(-lg.num_owned // steps), seed=cfg.seed * 7919 + rank
+            )
+        )
         ids.append(lg.global_ids)
     for epoch in range(1, cfg.epochs + 1):
         per_worker = [s.epoch(epoch) for s in samplers]
@@ -78,31 +85,120 @@ def union_reference(cfg: TrainConfig, data: Data, shard_dir, init: dict) -> VQGN
 
 def test_two_workers_equal_one_process_on_union_batches(ray_cluster, tmp_path) -> None:
     data = two_components()
-    cfg = TrainConfig(model="sage", num_workers=2, epochs=3, batch_size=100, hidden=8,
-                      codebook_size=8, dropout=0.0, lr=0.01, seed=0,
-                      output_dir=str(tmp_path / "init"))
+    cfg = TrainConfig(
+        model="sage",
+        num_workers=2,
+        epochs=3,
+        batch_size=100,
+        hidden=8,
+        codebook_size=8,
+        dropout=0.0,
+        lr=0.01,
+        seed=0,
+        output_dir=str(tmp_path / "init"),
+    )
     # A shared starting point: a single-process model after its init pass.
     n = data.num_nodes
     start = build_vq_model(cfg, data, n)
-    start.init_codebooks(data.x, GraphIndex.from_edge_index(data.edge_index, n),
-                         list(torch.arange(n).split(100)), torch.Generator().manual_seed(0))
+    start.init_codebooks(
+        data.x,
+        GraphIndex.from_edge_index(data.edge_index, n),
+        list(torch.arange(n).split(100)),
+        torch.Generator().manual_seed(0),
+    )
     init_path = save_model(start, cfg)
     init_state = {k: v.clone() for k, v in start.state_dict().items()}
 
-    run_cfg = TrainConfig(**{**cfg.to_dict(), "init_checkpoint": str(init_path),
-                             "output_dir": str(tmp_path / "dist")}).validate()
+    run_cfg = TrainConfig(
+        **{**cfg.to_dict(), "init_checkpoint": str(init_path), "output_dir": str(tmp_path / "dist")}
+    ).validate()
     result = train_distributed(run_cfg, data)
     assert result["edge_cut"] == 0
     assert result["codebook_consistent"]
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
     owned = [read_shard(tmp_path / "dist" / "shards", r).node_ids.numel() for r in range(2)]
     steps = 3 * -(-max(owned) // 100)  # epochs x batches per worker
-    assert result["history"][-1]["codebook_version"] == int(init_state["codebooks.0.version"]) + steps
+    assert (
+        result["history"][-1]["codebook_version"] == int(init_state["codebooks.0.version"]) + steps
+    )
 
     ref = union_reference(run_cfg, data, tmp_path / "dist" / "shards", init_state)
     ckpt = torch.load(f"{result['checkpoint']}/worker-0.pt", weights_only=True)["model"]
     for name, value in ref.state_dict().items():
         if name.startswith("assignment"):
             continue
-        torch.testing.assert_close(ckpt[name].to(value.dtype), value, rtol=1e-5, atol=1e-5,
-                                   msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(
+            ckpt[name].to(value.dtype),
+            value,
+            rtol=1e-5,
+            atol=1e-5,
+            msg=lambda m, name=name: f"{name}: {m}",
+        )
+
+
+FAULT_BASE = dict(
+    model="gcn",
+    num_workers=2,
+    epochs=4,
+    batch_size=100,
+    hidden=8,
+    codebook_size=8,
+    dropout=0.0,
+    seed=0,
+    max_failures=1,
+)
+
+
+def small_graph() -> Data:
+    return csbm(
+        num_nodes=600, num_classes=3, num_features=8, avg_degree=6, feature_noise=1.5, seed=3
+    )
+
+
+@pytest.fixture(scope="module")
+def clean_run(ray_cluster, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("clean")
+    return train_distributed(
+        TrainConfig(**FAULT_BASE, output_dir=str(out)).validate(), small_graph()
+    )
+
+
+def test_worker_crash_resumes_from_checkpoint(clean_run, tmp_path) -> None:
+    cfg = TrainConfig(**FAULT_BASE, fail_at_step=8, output_dir=str(tmp_path)).validate()
+    crashed = train_distributed(cfg, small_graph())
+    assert (tmp_path / ".failure-injected").exists()
+    assert [h["epoch"] for h in crashed["history"]] == [1, 2, 3, 4]
+    assert crashed["codebook_consistent"]
+    assert abs(crashed["test_acc"] - clean_run["test_acc"]) <= 0.01
+    assert (
+        crashed["history"][-1]["codebook_version"] == clean_run["history"][-1]["codebook_version"]
+    )
+
+
+def test_killed_codebook_server_is_restored(clean_run, tmp_path) -> None:
+    import threading
+    import time
+
+    killed = []
+
+    def kill_after_first_checkpoint() -> None:
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            if list((tmp_path / "ray").glob("*/checkpoint_*")):
+                for actor in ray.util.list_named_actors(all_namespaces=True):
+                    if actor["name"].startswith("codebook-server-"):
+                        handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
+                        ray.kill(handle, no_restart=False)
+                        killed.append(actor["name"])
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
+    watcher.start()
+    cfg = TrainConfig(**FAULT_BASE, output_dir=str(tmp_path)).validate()
+    result = train_distributed(cfg, small_graph())
+    watcher.join(timeout=5)
+    assert killed, "the server was never killed"
+    assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
+    assert result["codebook_consistent"]
+    assert abs(result["test_acc"] - clean_run["test_acc"]) <= 0.01

@@ -71,8 +71,10 @@ class CodebookServer:
         self._assignments: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
 
     async def load_state(self, state: Payload) -> int:
-        """Take a complete codebook state (after the init pass); returns its version."""
+        """Take a complete codebook state (after the init pass, or from a checkpoint when
+        a run resumes) and forget every step in flight; returns its version."""
         load_codebook_state(self.codebooks, state)
+        self._pending, self._answers, self._events, self._served = {}, {}, {}, {}
         return int(self.codebooks[0].version)
 
     async def state(self) -> Payload:

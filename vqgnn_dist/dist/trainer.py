@@ -82,8 +82,10 @@ def train_distributed(cfg: TrainConfig, data: Data) -> dict[str, Any]:
         ray.init(namespace=NAMESPACE, log_to_driver=True)
     run_id = uuid.uuid4().hex[:8]
     server_name = f"codebook-server-{run_id}"
+    # A server that dies is restarted (max_restarts); the push in flight fails, the
+    # workers restart from their last checkpoint and reload the server's state from it.
     server = CodebookServer.options(
-        name=server_name, namespace=NAMESPACE, max_restarts=-1, max_task_retries=-1
+        name=server_name, namespace=NAMESPACE, max_restarts=-1, max_task_retries=0
     ).remote(codebook_specs(cfg, data), cfg.num_workers)
     use_gpu = torch.cuda.is_available()
     trainer = TorchTrainer(

@@ -171,14 +171,12 @@ def train_worker(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         done, step, history = _load_checkpoint(model, opt, checkpoint, rank)
         start_epoch = done + 1
-        state = ray.get(server.state.remote())
-        if int(state[0]["version"]) < int(model.codebooks[0].version):
-            # A restarted server lost its state: the checkpoint restores it.
-            if rank == 0:
-                ray.get(server.load_state.remote(codebook_state(list(model.codebooks))))
-            dist.barrier()
-            state = ray.get(server.state.remote())
-        load_codebook_state(model.codebooks, state)
+        # The checkpoint is the truth: the server may have advanced past it (a worker
+        # died mid-epoch) or lost everything (it was restarted).
+        if rank == 0:
+            ray.get(server.load_state.remote(codebook_state(list(model.codebooks))))
+        dist.barrier()
+        load_codebook_state(model.codebooks, ray.get(server.state.remote()))
     elif cfg.init_checkpoint:
         _load_single_process_state(model, cfg.init_checkpoint, lg)
         if rank == 0:
