@@ -24,6 +24,8 @@ HELP = {
     "num_parts": "METIS parts of the cluster sampler",
     "num_workers": "0 = in-process, no Ray; P > 0 = P Ray Train workers, one shard each",
     "halo_sync_every": "exchange halo assignments every T steps (0 = once per epoch)",
+    "codebook_staleness": "0 = synchronous codebooks; s > 0 lets a worker go on with "
+    "codewords at most s versions old while its push is in flight",
     "max_failures": "worker failures Ray Train recovers from (restart from the last checkpoint)",
     "fail_at_step": "testing only: crash worker 0 once at this global step",
     "init_checkpoint": "start distributed training from a single-process DIR/model.pt",

@@ -41,6 +41,7 @@ class TrainConfig:
     decay: float = 0.99
     num_workers: int = 0
     halo_sync_every: int = 0
+    codebook_staleness: int = 0
     max_failures: int = 2
     fail_at_step: int = -1
     init_checkpoint: str | None = None
@@ -69,8 +70,10 @@ class TrainConfig:
                 )
         if self.num_workers < 0:
             raise ConfigError(f"--num-workers must be >= 0, got {self.num_workers}")
-        if self.halo_sync_every < 0 or self.max_failures < 0:
-            raise ConfigError("--halo-sync-every and --max-failures must be >= 0")
+        if min(self.halo_sync_every, self.max_failures, self.codebook_staleness) < 0:
+            raise ConfigError(
+                "--halo-sync-every, --max-failures and --codebook-staleness must be >= 0"
+            )
         if self.num_workers > 0 and self.method != "vq":
             raise ConfigError(
                 "--num-workers > 0 trains VQ-GNN only; use --method vq or --num-workers 0"

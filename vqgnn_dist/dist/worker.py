@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,13 @@ def _exchange_halo(model: VQGNN, shard, lg: LocalGraph, server, rank: int) -> in
             moved += t.nbytes
     dist.barrier()
     return moved
+
+
+def _load_answer(model: VQGNN, ref: ray.ObjectRef) -> int:
+    """Wait for one push's answer and take its codebook state; returns its bytes."""
+    state = ray.get(ref)
+    load_codebook_state(model.codebooks, state)
+    return payload_bytes(state)
 
 
 def _checksum(model: VQGNN) -> float:
@@ -197,7 +205,7 @@ def train_worker(config: dict[str, Any]) -> None:
     for epoch in range(start_epoch, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
-        sync_time, losses = 0.0, []
+        sync_time, losses, inflight = 0.0, [], deque()
         moved = {"codebook": 0, "allreduce": 0, "halo": halo_bytes}
         halo_bytes = 0
         for i, batch in enumerate(sampler.epoch(epoch)):
@@ -221,13 +229,17 @@ def train_worker(config: dict[str, Any]) -> None:
             model.set_assignments(batch, stats)
             s0 = time.perf_counter()
             payload = stats_payload(stats)
-            state = ray.get(server.push.remote(rank, step, payload))
-            load_codebook_state(model.codebooks, state)
+            moved["codebook"] += payload_bytes(payload)
+            inflight.append(server.push.remote(rank, step, payload))
+            # Go on with codewords at most `codebook_staleness` versions old.
+            while len(inflight) > cfg.codebook_staleness:
+                moved["codebook"] += _load_answer(model, inflight.popleft())
             sync_time += time.perf_counter() - s0
-            moved["codebook"] += payload_bytes(payload) + payload_bytes(state)
             losses.append(float(loss.detach()))
             if cfg.halo_sync_every and (i + 1) % cfg.halo_sync_every == 0:
                 moved["halo"] += _exchange_halo(model, shard, lg, server, rank)
+        while inflight:  # every worker ends the epoch on the same codebook version
+            moved["codebook"] += _load_answer(model, inflight.popleft())
         if not cfg.halo_sync_every:
             moved["halo"] += _exchange_halo(model, shard, lg, server, rank)
         train_time = time.perf_counter() - t0
