@@ -17,7 +17,7 @@ from typing import Any
 
 import ray
 import torch
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
 from ray.train.torch import TorchConfig, TorchTrainer
 from torch_geometric.data import Data
 
@@ -29,6 +29,21 @@ from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.train.metrics import peak_rss_mb
 
 NAMESPACE = "vqgnn-dist"
+
+
+class EpochPrinter(UserCallback):
+    """Print one line per epoch on the driver: accuracy, sync share and bytes moved."""
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        m = metrics[0]
+        share = m["codebook_sync_s"] / max(m["time_s"], 1e-9)
+        print(
+            f"epoch {m['epoch']:4d}  loss {m['loss']:.4f}  val {m['val_acc']:.4f}  "
+            f"test {m['test_acc']:.4f}  {m['time_s']:.2f}s (codebook sync {100 * share:.0f}%)  "
+            f"MB moved: codebook {m['bytes_codebook'] / 1e6:.2f}, halo ids "
+            f"{m['bytes_halo'] / 1e6:.3f}, all-reduce {m['bytes_allreduce'] / 1e6:.2f}",
+            flush=True,
+        )
 
 
 def codebook_specs(cfg: TrainConfig, data: Data) -> list[dict[str, Any]]:
@@ -104,6 +119,7 @@ def train_distributed(cfg: TrainConfig, data: Data) -> dict[str, Any]:
             storage_path=str(out / "ray"),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=[EpochPrinter()],
         ),
     )
     t0 = time.perf_counter()
