@@ -18,9 +18,12 @@ from torch import Tensor, nn
 
 from vqgnn_dist.nn.block import Block, GraphIndex, build_block
 from vqgnn_dist.nn.convs import ApproxConv, GATConv, GCNConv, SAGEConv
+from vqgnn_dist.nn.transformer import GlobalAttentionConv
 from vqgnn_dist.vq.codebook import CodebookStats, ProductCodebook
 
-CONVS = ("gcn", "sage", "gat")
+CONVS = ("gcn", "sage", "gat", "transformer", "transformer-sage", "transformer-global")
+# Global attention (nn/transformer.py) plus the local message it adds, by model name.
+TRANSFORMER_LOCAL = {"transformer": "gcn", "transformer-sage": "sage", "transformer-global": "none"}
 
 
 def make_convs(
@@ -37,6 +40,8 @@ def make_convs(
             layers.append(GCNConv(dims[i], dims[i + 1]))
         elif conv == "sage":
             layers.append(SAGEConv(dims[i], dims[i + 1]))
+        elif conv in TRANSFORMER_LOCAL:
+            layers.append(GlobalAttentionConv(dims[i], dims[i + 1], TRANSFORMER_LOCAL[conv]))
         else:
             h = 1 if last else heads
             layers.append(GATConv(dims[i], dims[i + 1] // h, h, concat=not last, dropout=dropout))
@@ -138,11 +143,16 @@ class VQGNN(nn.Module):
             assign = self.assignment(layer)
             rows = torch.cat([h, cb.feature_codewords(assign[block.outside])])
             rows = F.dropout(rows, p=self.dropout, training=self.training)
+            if isinstance(conv, GlobalAttentionConv):
+                conv.bind(cb, assign, block)
             m = conv.messages(rows, block)
             grad: dict[str, Tensor] = {}
             if cb.grad_channels and m.requires_grad:
                 m.register_hook(lambda g, grad=grad: grad.__setitem__("g", g.detach()))
-            if cb.grad_channels and h.requires_grad and block.receivers.numel():
+            if cb.grad_channels and h.requires_grad and isinstance(conv, GlobalAttentionConv):
+                s = conv.blue_term(rows, block, cb, assign)  # every outside node receives
+                blue = blue + (s - s.detach())
+            elif cb.grad_channels and h.requires_grad and block.receivers.numel():
                 mr = conv.receiver_messages(rows, block)
                 g_tilde = cb.gradient_codewords(assign[block.receivers])
                 s = (mr * g_tilde).sum()
@@ -211,6 +221,8 @@ class VQGNN(nn.Module):
                     cb.apply_stats(stats, with_gradients=False)
                 table[batch] = stats.assignment.to(table.dtype)
                 rows = torch.cat([h, cb.feature_codewords(table[block.outside])])
+                if isinstance(conv, GlobalAttentionConv):
+                    conv.bind(cb, table, block)
                 h = conv.transform(conv.messages(rows, block), rows[: block.num_batch])
                 if layer < self.num_layers - 1:
                     h = F.relu(h)
