@@ -10,7 +10,9 @@ class ConfigError(ValueError):
     """An impossible or unknown setting; the message is one line naming the field and the fix."""
 
 
-MODELS = ("gcn", "sage", "gat")
+MODELS = ("gcn", "sage", "gat", "transformer", "transformer-sage", "transformer-global")
+TASKS = ("node", "link", "inductive")
+PREDICTORS = ("mlp", "dot")
 METHODS = ("vq", "full-graph")
 SAMPLERS = ("node", "cluster")
 OPTIMIZERS = ("adam", "rmsprop")
@@ -21,6 +23,7 @@ class TrainConfig:
     """Everything that defines a run of ``vqgnn-dist train``."""
 
     dataset: str = "synthetic"
+    task: str = "node"
     data_root: str | None = None
     model: str = "gcn"
     method: str = "vq"
@@ -39,6 +42,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     optimizer: str = "adam"
     decay: float = 0.99
+    link_predictor: str = "mlp"
+    hits_k: int = 20
     num_workers: int = 0
     halo_sync_every: int = 0
     codebook_staleness: int = 0
@@ -53,6 +58,8 @@ class TrainConfig:
         _choice("method", self.method, METHODS)
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("task", self.task, TASKS)
+        _choice("link_predictor", self.link_predictor, PREDICTORS)
         for name in (
             "epochs",
             "codebook_size",
@@ -62,6 +69,7 @@ class TrainConfig:
             "hidden",
             "num_layers",
             "heads",
+            "hits_k",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -82,6 +90,16 @@ class TrainConfig:
             raise ConfigError(
                 "--model gat needs the receivers' full attention rows, which a shard lacks; "
                 "use gcn or sage with --num-workers > 0"
+            )
+        if self.num_workers > 0 and (self.task != "node" or self.model.startswith("transformer")):
+            raise ConfigError(
+                f"--task {self.task} --model {self.model} runs in one process only; "
+                "use --num-workers 0 (distributed: --task node with gcn or sage)"
+            )
+        if self.method == "full-graph" and self.model.startswith("transformer"):
+            raise ConfigError(
+                "--method full-graph has no transformer baseline; use --method vq with "
+                "--batch-size >= the node count (one batch of all nodes is exact full attention)"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout must lie in [0, 1), got {self.dropout}")
