@@ -202,3 +202,31 @@ def test_killed_codebook_server_is_restored(clean_run, tmp_path) -> None:
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
     assert result["codebook_consistent"]
     assert abs(result["test_acc"] - clean_run["test_acc"]) <= 0.01
+
+
+def test_resume_continues_a_finished_run(clean_run, tmp_path) -> None:
+    import shutil
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    shutil.copytree(Path(clean_run["checkpoint"]).parents[2], out)
+    cfg = TrainConfig(**{**FAULT_BASE, "epochs": 5}, resume=True, output_dir=str(out)).validate()
+    result = train_distributed(cfg, small_graph())
+    assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4, 5]
+    assert result["history"][:4] == clean_run["history"]  # restored from the checkpoint, not re-run
+    assert result["history"][4]["codebook_version"] > clean_run["history"][-1]["codebook_version"]
+
+
+def test_corrupt_checkpoint_is_refused(clean_run, tmp_path) -> None:
+    import shutil
+    from pathlib import Path
+
+    from vqgnn_dist.config import ConfigError
+
+    out = tmp_path / "run"
+    shutil.copytree(Path(clean_run["checkpoint"]).parents[2], out)
+    newest = sorted((p for p in (out / "ray").glob("*/checkpoint_*") if p.is_dir()), key=str)[-1]
+    (newest / "worker-1.pt").write_bytes(b"not a checkpoint")
+    cfg = TrainConfig(**FAULT_BASE, resume=True, output_dir=str(out)).validate()
+    with pytest.raises(ConfigError, match="worker-1.pt: not a vqgnn-dist checkpoint"):
+        train_distributed(cfg, small_graph())

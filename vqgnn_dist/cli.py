@@ -29,6 +29,7 @@ HELP = {
     "max_failures": "worker failures Ray Train recovers from (restart from the last checkpoint)",
     "fail_at_step": "testing only: crash worker 0 once at this global step",
     "init_checkpoint": "start distributed training from a single-process DIR/model.pt",
+    "resume": "continue the distributed run in --output-dir from its latest checkpoint",
     "decay": "EMA decay of the codebooks",
 }
 
@@ -38,6 +39,9 @@ def _add_train_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action="store_true", help=HELP.get(f.name, f.name))
+            continue
         kind = type(f.default) if f.default is not None else str
         parser.add_argument(
             flag,

@@ -50,6 +50,7 @@ class TrainConfig:
     max_failures: int = 2
     fail_at_step: int = -1
     init_checkpoint: str | None = None
+    resume: bool = False
     output_dir: str = "runs/latest"
 
     def validate(self) -> TrainConfig:
@@ -82,6 +83,8 @@ class TrainConfig:
             raise ConfigError(
                 "--halo-sync-every, --max-failures and --codebook-staleness must be >= 0"
             )
+        if self.resume and self.num_workers == 0:
+            raise ConfigError("--resume continues distributed runs; add --num-workers P")
         if self.num_workers > 0 and self.method != "vq":
             raise ConfigError(
                 "--num-workers > 0 trains VQ-GNN only; use --method vq or --num-workers 0"

@@ -17,14 +17,21 @@ from typing import Any
 
 import ray
 import torch
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
+from ray.train import (
+    Checkpoint,
+    CheckpointConfig,
+    FailureConfig,
+    RunConfig,
+    ScalingConfig,
+    UserCallback,
+)
 from ray.train.torch import TorchConfig, TorchTrainer
 from torch_geometric.data import Data
 
-from vqgnn_dist.config import TrainConfig
+from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.partition import partition_graph, read_manifest
 from vqgnn_dist.dist.server import CodebookServer
-from vqgnn_dist.dist.worker import train_worker
+from vqgnn_dist.dist.worker import CHECKPOINT_FILE, train_worker
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.train.metrics import peak_rss_mb
 
@@ -88,10 +95,42 @@ def prepare_shards(cfg: TrainConfig, data: Data, shard_dir: Path) -> dict[str, A
     return partition_graph(data, cfg.num_workers, shard_dir, method="metis", seed=cfg.seed)
 
 
+def latest_checkpoint(out: Path, num_workers: int) -> Checkpoint:
+    """The newest complete checkpoint of earlier runs in ``out/ray``, checked before use.
+
+    Raises :class:`ConfigError` (one line) when there is none, or when it is not
+    a vqgnn-dist checkpoint of ``num_workers`` workers.
+    """
+    found = sorted(
+        (p for p in (out / "ray").glob("*/checkpoint_*") if p.is_dir()), key=lambda p: p.name
+    )
+    if not found:
+        raise ConfigError(
+            f"--resume: no checkpoint under {out / 'ray'}; run without --resume first"
+        )
+    path = found[-1]
+    for rank in range(num_workers):
+        file = path / CHECKPOINT_FILE.format(rank=rank)
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+            ok = isinstance(state, dict) and {"model", "optimizer", "epoch", "step"} <= set(state)
+        except Exception:  # noqa: BLE001 - any unreadable file is refused the same way
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"{file}: not a vqgnn-dist checkpoint of {num_workers} workers (missing, corrupt "
+                "or foreign); resume from another --output-dir or start afresh without --resume"
+            )
+    return Checkpoint.from_directory(str(path))
+
+
 def train_distributed(cfg: TrainConfig, data: Data) -> dict[str, Any]:
     """Train VQ-GNN with ``cfg.num_workers`` Ray Train workers; returns the run's metrics."""
     out = Path(cfg.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    resume = latest_checkpoint(out, cfg.num_workers) if cfg.resume else None
+    if resume is not None:
+        print(f"resuming from {resume.path}")
     manifest = prepare_shards(cfg, data, out / "shards")
     if not ray.is_initialized():
         ray.init(namespace=NAMESPACE, log_to_driver=True)
@@ -111,6 +150,7 @@ def train_distributed(cfg: TrainConfig, data: Data) -> dict[str, Any]:
             "server_name": server_name,
             "namespace": NAMESPACE,
             "run_dir": str(out),
+            "resume_from": resume.path if resume is not None else None,
         },
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu),

@@ -175,7 +175,11 @@ def train_worker(config: dict[str, Any]) -> None:
     )
 
     start_epoch, step, history = 1, 0, []
+    # A failure inside this run restarts from its own latest checkpoint; --resume
+    # starts from the latest checkpoint of an earlier run.
     checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and config.get("resume_from"):
+        checkpoint = ray.train.Checkpoint(config["resume_from"])
     if checkpoint is not None:
         done, step, history = _load_checkpoint(model, opt, checkpoint, rank)
         start_epoch = done + 1
