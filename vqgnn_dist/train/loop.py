@@ -67,6 +67,17 @@ def make_sampler(cfg: TrainConfig, data: Data) -> NodeSampler | ClusterSampler:
 
 def train(cfg: TrainConfig, data: Data, progress: bool = True) -> dict[str, Any]:
     """Train ``cfg.method`` on ``data`` in this process and return the run's metrics."""
+    if cfg.task == "link":
+        from vqgnn_dist.train.link import train_link
+
+        return train_link(cfg, data, progress)
+    if cfg.task == "inductive":
+        from vqgnn_dist.train.inductive import train_inductive
+
+        return train_inductive(cfg, data, progress)
+    from vqgnn_dist.train.inductive import check_node_task
+
+    check_node_task(data)
     torch.manual_seed(cfg.seed)
     device = pick_device()
     run = _train_full_graph if cfg.method == "full-graph" else _train_vq
