@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,17 @@ def make_sampler(cfg: TrainConfig, data: Data) -> NodeSampler | ClusterSampler:
     return NodeSampler(torch.arange(n), min(cfg.batch_size, n), seed=cfg.seed)
 
 
-def train(cfg: TrainConfig, data: Data, progress: bool = True) -> dict[str, Any]:
-    """Train ``cfg.method`` on ``data`` in this process and return the run's metrics."""
+def train(
+    cfg: TrainConfig,
+    data: Data,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg.method`` on ``data`` in this process and return the run's metrics.
+
+    ``on_epoch(record)``, when given, is called after each epoch's evaluation with that
+    epoch's history record (node task; Ray Tune reports through it).
+    """
     if cfg.task == "link":
         from vqgnn_dist.train.link import train_link
 
@@ -81,7 +91,7 @@ def train(cfg: TrainConfig, data: Data, progress: bool = True) -> dict[str, Any]
     torch.manual_seed(cfg.seed)
     device = pick_device()
     run = _train_full_graph if cfg.method == "full-graph" else _train_vq
-    result = run(cfg, data, device, progress)
+    result = run(cfg, data, device, progress, on_epoch)
     result.update(
         method=cfg.method,
         model=cfg.model,
@@ -135,7 +145,9 @@ def save_model(model: torch.nn.Module, cfg: TrainConfig) -> Path:
     return path
 
 
-def _train_full_graph(cfg: TrainConfig, data: Data, device: torch.device, progress: bool):
+def _train_full_graph(
+    cfg: TrainConfig, data: Data, device: torch.device, progress: bool, on_epoch=None
+):
     model = FullGraphGNN(
         cfg.model,
         data.num_features,
@@ -172,12 +184,14 @@ def _train_full_graph(cfg: TrainConfig, data: Data, device: torch.device, progre
             },
         }
         history.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
         if progress:
             _log(bar, rec)
     return _summary(history, train_time)
 
 
-def _train_vq(cfg: TrainConfig, data: Data, device: torch.device, progress: bool):
+def _train_vq(cfg: TrainConfig, data: Data, device: torch.device, progress: bool, on_epoch=None):
     n = data.num_nodes
     index = GraphIndex.from_edge_index(data.edge_index, n).to(device)
     model = build_vq_model(cfg, data, n).to(device)
@@ -236,6 +250,8 @@ def _train_vq(cfg: TrainConfig, data: Data, device: torch.device, progress: bool
             "layers": layers,
         }
         history.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
         if rec["val_acc"] > best_val:
             best_val, best_state = rec["val_acc"], copy.deepcopy(model.state_dict())
         if progress:
