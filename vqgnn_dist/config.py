@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 
@@ -128,6 +130,94 @@ class TrainConfig:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_yaml(
+        cls, path: str | Path | None, overrides: dict[str, Any] | None = None
+    ) -> TrainConfig:
+        """Defaults, then the values of YAML file ``path``, then ``overrides``; validated.
+
+        A :class:`ConfigError` about a value the file set (and no override replaced)
+        names the file: ``run.yaml: --codebook-size must be an integer >= 1, got -4``.
+        """
+        values = load_config(path) if path is not None else {}
+        overrides = dict(overrides or {})
+        cfg = cls(**{**values, **overrides})
+        try:
+            return cfg.validate()
+        except ConfigError as exc:
+            from_file = set(values) - set(overrides)
+            if any(f"--{k.replace('_', '-')}" in str(exc) for k in from_file):
+                raise ConfigError(f"{path}: {exc}") from None
+            raise
+
+    def to_yaml(self, path: str | Path) -> Path:
+        """Write this config as a YAML file that ``vqgnn-dist train --config`` accepts."""
+        import yaml
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+
+def _field_kind(name: str) -> tuple[type, ...]:
+    """The Python types a YAML value of field ``name`` may have (None where the default is)."""
+    default = next(f.default for f in fields(TrainConfig) if f.name == name)
+    if default is None:
+        return (str, type(None))
+    if isinstance(default, float):
+        return (float, int)
+    return (type(default),)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a run description (YAML mapping of ``train`` flags) and check keys and types.
+
+    Keys are ``TrainConfig`` field names (``codebook_size`` or ``codebook-size``).
+    Raises :class:`ConfigError` with one line naming the file and the key for a missing
+    or unreadable file, a YAML syntax error, an unknown key or a value of the wrong type.
+    Values are range-checked by :meth:`TrainConfig.validate` (see ``from_yaml``).
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of train settings (key: value), got {type(raw).__name__}"
+        )
+    names = TrainConfig.field_names()
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{path}: unknown key {key!r}{hint}")
+        kinds = _field_kind(name)
+        # bool is an int in Python; a YAML `true` is not a valid epoch count.
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            want = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise ConfigError(
+                f"{path}: {key!r} must be {want}, got {type(value).__name__} {value!r}"
+            )
+        values[name] = float(value) if kinds[0] is float else value
+    return values
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
