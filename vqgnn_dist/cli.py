@@ -35,18 +35,27 @@ HELP = {
 
 
 def _add_train_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field; unset flags stay absent so --config values apply."""
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="YAML file of train settings (field: value); explicit flags override it",
+    )
     for f in fields(TrainConfig):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
-            parser.add_argument(flag, action="store_true", help=HELP.get(f.name, f.name))
+            parser.add_argument(
+                flag, action="store_true", default=argparse.SUPPRESS, help=HELP.get(f.name, f.name)
+            )
             continue
         kind = type(f.default) if f.default is not None else str
         parser.add_argument(
             flag,
             type=kind,
-            default=f.default,
+            default=argparse.SUPPRESS,
             choices=CHOICES.get(f.name),
             help=HELP.get(f.name, f.name.replace("_", " ")),
         )
@@ -55,7 +64,7 @@ def _add_train_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
 def _config(args: argparse.Namespace, **override: Any) -> TrainConfig:
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     values.update(override)
-    return TrainConfig(**values).validate()
+    return TrainConfig.from_yaml(getattr(args, "config", None), values)
 
 
 def _run_one(cfg: TrainConfig, data) -> dict[str, Any]:
@@ -153,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_compare)
     add_partition_parser(sub)
+    from vqgnn_dist.tune import add_tune_parser
+
+    add_tune_parser(sub, _add_train_flags)
     return parser
 
 
