@@ -62,7 +62,7 @@ class TrainConfig:
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("task", self.task, TASKS)
-        _choice("link_predictor", self.link_predictor, PREDICTORS)
+        _choice("link-predictor", self.link_predictor, PREDICTORS)
         for name in (
             "epochs",
             "codebook_size",
