@@ -105,7 +105,7 @@ def test_multilabel_inductive_reports_micro_f1() -> None:
     cfg = dict(task="inductive", model="sage", epochs=20, hidden=16, codebook_size=16)
     vq = train(TrainConfig(method="vq", batch_size=200, **cfg).validate(), data, progress=False)
     assert vq["metric"] == "micro_f1"
-    assert vq["test_acc"] > 0.7, vq["test_acc"]  # labels are a function of the features
+    assert vq["test_acc"] > 0.78, vq["test_acc"]  # all-positive gives about 0.67
 
 
 def test_multilabel_with_cross_entropy_is_one_line() -> None:
