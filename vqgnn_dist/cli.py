@@ -31,6 +31,9 @@ HELP = {
     "init_checkpoint": "start distributed training from a single-process DIR/model.pt",
     "resume": "continue the distributed run in --output-dir from its latest checkpoint",
     "decay": "EMA decay of the codebooks",
+    "task": "node (classification), link (prediction, Hits@K/MRR), inductive (unseen nodes)",
+    "link_predictor": "--task link: mlp on h_u * h_v, or dot",
+    "hits_k": "--task link: K of Hits@K",
 }
 
 
@@ -80,7 +83,8 @@ def _run_one(cfg: TrainConfig, data) -> dict[str, Any]:
         result = train(cfg, data)
     path = write_json_atomic(Path(cfg.output_dir) / "metrics.json", result)
     print(
-        f"{cfg.method:>10} {cfg.model}: test acc {result['test_acc']:.4f} "
+        f"{cfg.method:>10} {cfg.model}: test {result.get('metric', 'acc')} "
+        f"{result['test_acc']:.4f} "
         f"(val {result['val_acc']:.4f}, best epoch {result['best_epoch']}), "
         f"train {result['train_time_s']:.1f}s, peak RSS {result['peak_rss_mb']:.0f} MiB -> {path}"
     )
