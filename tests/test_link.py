@@ -122,3 +122,11 @@ def test_link_config_errors_are_one_line() -> None:
         TrainConfig(task="link", num_workers=2).validate()
     with pytest.raises(ConfigError, match="--link-predictor"):
         TrainConfig(task="link", link_predictor="bilinear").validate()
+
+
+def test_cli_link_flags_and_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from vqgnn_dist.cli import main
+
+    rc = main(["train", "--task", "link", "--num-workers", "2", "--dataset", "synthetic"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error:") and "\n" not in err and "--num-workers 0" in err
