@@ -1,0 +1,167 @@
+"""Ray job entrypoint: score a trained VQ-GNN checkpoint on a split, predictions as Parquet.
+
+    python jobs/evaluate.py --checkpoint runs/gcn [--split test] [--output-dir runs/gcn/eval]
+    ray job submit --address $RAY_ADDRESS --working-dir . \\
+        --runtime-env cluster/runtime_env.yaml -- \\
+        python jobs/evaluate.py --checkpoint /abs/runs/gcn --split all
+
+``--checkpoint`` is a ``model.pt`` of a single-process run, or a run directory
+holding one; a distributed run directory (no ``model.pt``) is scored from its
+latest Ray Train checkpoint (weights and the shared codebooks; every node is
+then assigned to its nearest codewords with the codebooks frozen). The graph is
+the one in the checkpoint's config unless ``--dataset`` / ``--data-root`` say
+otherwise. Writes ``predictions.parquet`` (node_id, split, label, prediction,
+confidence, correct) and ``eval.json`` (accuracy per split) under
+``--output-dir`` (default ``RUN_DIR/eval``) and prints where they went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from vqgnn_dist.config import ConfigError, TrainConfig  # noqa: E402
+from vqgnn_dist.data.errors import DataError  # noqa: E402
+
+SPLITS = ("train", "val", "test")
+
+
+def _config_of(raw: dict[str, Any], source: Path) -> TrainConfig:
+    known = set(TrainConfig.field_names())
+    try:
+        return TrainConfig(**{k: v for k, v in raw.items() if k in known}).validate()
+    except (TypeError, ConfigError) as exc:
+        raise ConfigError(f"{source}: the stored config is not usable ({exc})") from None
+
+
+def load_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, torch.Tensor], bool]:
+    """(config, model state, whether the assignment tables are included) of ``path``."""
+    if path.is_dir() and (path / "model.pt").exists():
+        path = path / "model.pt"
+    if path.is_file():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            cfg_raw, weights = state["config"], state["model"]
+        except Exception:  # noqa: BLE001 - any unreadable file is refused the same way
+            raise ConfigError(
+                f"{path}: not a vqgnn-dist model.pt (missing, corrupt or foreign)"
+            ) from None
+        return _config_of(cfg_raw, path), weights, True
+    if path.is_dir():
+        found = sorted((path / "ray").glob("*/checkpoint_*/worker-0.pt"), key=lambda p: p.parent)
+        metrics = path / "metrics.json"
+        if found and metrics.exists():
+            cfg = _config_of(json.loads(metrics.read_text())["config"], metrics)
+            state = torch.load(found[-1], map_location="cpu", weights_only=True)["model"]
+            weights = {k: v for k, v in state.items() if not k.startswith("assignment")}
+            return cfg, weights, False
+    raise ConfigError(
+        f"{path}: no model.pt and no distributed checkpoint with metrics.json; "
+        "give a run directory of `vqgnn-dist train --method vq` or its model.pt"
+    )
+
+
+def evaluate(
+    checkpoint: Path,
+    split: str,
+    output_dir: Path | None,
+    dataset: str | None = None,
+    data_root: str | None = None,
+) -> dict[str, Any]:
+    """Score ``checkpoint``; write predictions.parquet and eval.json; return the summary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vqgnn_dist.data import load_graph
+    from vqgnn_dist.nn.block import GraphIndex
+    from vqgnn_dist.train.loop import build_vq_model
+    from vqgnn_dist.train.metrics import accuracy, write_json_atomic
+
+    cfg, weights, with_assignments = load_checkpoint(checkpoint)
+    if cfg.method != "vq" or cfg.task != "node":
+        raise ConfigError(f"{checkpoint}: evaluate scores VQ-GNN node classification runs only")
+    data = load_graph(dataset or cfg.dataset, data_root or cfg.data_root)
+    n = data.num_nodes
+    model = build_vq_model(cfg, data, n)
+    try:
+        model.load_state_dict(weights, strict=with_assignments)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise ConfigError(f"{checkpoint}: does not fit this graph/model ({first})") from None
+    index = GraphIndex.from_edge_index(data.edge_index, n)
+    batches = list(torch.arange(n).split(min(cfg.batch_size, n)))
+    with torch.no_grad():
+        if not with_assignments:
+            model.assign_nodes(data.x, index, batches)
+        logits = model.predict(data.x, index, batches)
+    prob = logits.softmax(-1)
+    conf, pred = prob.max(-1)
+    split_of = torch.full((n,), -1, dtype=torch.long)
+    for i, s in enumerate(SPLITS):
+        split_of[data[f"{s}_mask"]] = i
+    keep = split_of >= 0 if split == "all" else split_of == SPLITS.index(split)
+    ids = keep.nonzero().flatten()
+    names = [SPLITS[i] for i in split_of[ids].tolist()]
+    table = pa.table(
+        {
+            "node_id": pa.array(ids.numpy(), pa.int64()),
+            "split": pa.array(names, pa.string()),
+            "label": pa.array(data.y[ids].numpy(), pa.int64()),
+            "prediction": pa.array(pred[ids].numpy(), pa.int64()),
+            "confidence": pa.array(conf[ids].numpy(), pa.float32()),
+            "correct": pa.array((pred[ids] == data.y[ids]).numpy(), pa.bool_()),
+        }
+    )
+    run_dir = checkpoint.parent if checkpoint.is_file() else checkpoint
+    out = (output_dir or run_dir / "eval").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".predictions.parquet.tmp"
+    pq.write_table(table, tmp)
+    tmp.replace(out / "predictions.parquet")
+    summary = {
+        "checkpoint": str(checkpoint.resolve()),
+        "dataset": dataset or cfg.dataset,
+        "split": split,
+        "num_predictions": table.num_rows,
+        **{f"{s}_acc": accuracy(logits, data.y, data[f"{s}_mask"]) for s in SPLITS},
+        "predictions": str(out / "predictions.parquet"),
+    }
+    write_json_atomic(out / "eval.json", summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="model.pt or a run directory")
+    parser.add_argument("--split", choices=(*SPLITS, "all"), default="test")
+    parser.add_argument("--output-dir", default=None, help="default: RUN_DIR/eval")
+    parser.add_argument("--dataset", default=None, help="score on another graph spec")
+    parser.add_argument("--data-root", default=None)
+    args = parser.parse_args(argv)
+    try:
+        summary = evaluate(
+            Path(args.checkpoint),
+            args.split,
+            Path(args.output_dir) if args.output_dir else None,
+            args.dataset,
+            args.data_root,
+        )
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    accs = "  ".join(f"{s} {summary[f'{s}_acc']:.4f}" for s in SPLITS)
+    print(f"accuracy: {accs}")
+    print(f"{summary['num_predictions']} predictions ({args.split}) -> {summary['predictions']}")
+    print(f"summary -> {Path(summary['predictions']).with_name('eval.json')}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
