@@ -5,8 +5,10 @@
     python cluster/local_head.py status [--state-dir runs/ray-head]
     python cluster/local_head.py stop  [--state-dir runs/ray-head]
 
-``start`` runs ``ray start --head --block`` with the node, the dashboard and
-the job server on 127.0.0.1, every port picked free (so it never collides
+``start`` runs ``ray start --head --block`` with the dashboard and the job
+server bound to 127.0.0.1 (Ray itself swaps a loopback ``--node-ip-address``
+for the machine's address, and its gRPC services listen on all interfaces;
+they require this head's auth token), every port picked free (so it never collides
 with another Ray instance on the machine), and its own ``--temp-dir`` (so a
 plain ``ray.init()`` elsewhere on the machine does not attach to it). It waits
 until the job server answers, writes ``STATE_DIR/head.json`` and prints the
@@ -43,6 +45,7 @@ PORT_FLAGS = (
     "--dashboard-agent-listen-port",
     "--dashboard-agent-grpc-port",
     "--runtime-env-agent-port",
+    "--ray-client-server-port",
     "--metrics-export-port",
     "--node-manager-port",
     "--object-manager-port",
@@ -146,6 +149,8 @@ def start(state_dir: Path, num_cpus: int, timeout: float) -> dict:
     # `python` in a job entrypoint is this interpreter (the venv's), not the system one.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(auth_env(state_dir))
+    # One node, nowhere to drain work to: shut down at once on SIGTERM.
+    env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
     log = open(state_dir / "head.log", "w")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=state_dir, env=env
@@ -174,7 +179,7 @@ def start(state_dir: Path, num_cpus: int, timeout: float) -> dict:
     raise SystemExit(f"error: the job server did not answer within {timeout:.0f} s; see {log.name}")
 
 
-def stop(state_dir: Path, grace: float = 15.0) -> bool:
+def stop(state_dir: Path, grace: float = 8.0) -> bool:
     """Stop the head recorded in ``state_dir/head.json``; False when there was none."""
     state_file = state_dir / "head.json"
     if not state_file.exists():
@@ -188,6 +193,9 @@ def stop(state_dir: Path, grace: float = 15.0) -> bool:
             time.sleep(0.2)
         if _alive(pgid):
             os.killpg(pgid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while _alive(pgid) and time.monotonic() < deadline:
+                time.sleep(0.2)
     shutil.rmtree(state["temp_dir"], ignore_errors=True)
     state_file.unlink(missing_ok=True)
     return True
