@@ -77,9 +77,7 @@ def union_reference(cfg: TrainConfig, data: Data, shard_dir, init: dict) -> VQGN
             opt.zero_grad()
             (loss + blue).backward()
             opt.step()
-            stats = model.codebook_stats()
-            model.apply_codebook_stats(stats)
-            model.set_assignments(batch, stats)
+            model.update_codebooks(batch)
     return model
 
 

@@ -5,9 +5,8 @@ A training step is::
     logits, blue = model(x[batch], block)            # Eq. 6 forward
     loss = criterion(logits[train], y) + blue        # blue carries Eq. 7
     loss.backward(); optimizer.step()
-    stats = model.codebook_stats()                    # assignments + EMA sums
-    model.apply_codebook_stats(stats)                 # (aggregated in dist/)
-    model.set_assignments(block.batch, stats)
+    model.update_codebooks(block.batch)               # stats, EMA step, assignments
+                                                      # (dist/ aggregates the stats)
 """
 
 from __future__ import annotations
@@ -175,6 +174,14 @@ class VQGNN(nn.Module):
         """One EMA update of every layer's codebook."""
         for cb, s in zip(self.codebooks, stats, strict=True):
             cb.apply_stats(s, with_gradients=with_gradients)
+
+    def update_codebooks(self, nodes: Tensor) -> list[CodebookStats]:
+        """The single-process codebook step after ``backward``: statistics of the batch
+        ``nodes``, one EMA update, and their new assignments. Returns the statistics."""
+        stats = self.codebook_stats()
+        self.apply_codebook_stats(stats)
+        self.set_assignments(nodes, stats)
+        return stats
 
     def set_assignments(self, nodes: Tensor, stats: list[CodebookStats]) -> None:
         """Store the batch nodes' new codeword assignments (rows of R)."""

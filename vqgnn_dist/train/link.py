@@ -272,9 +272,7 @@ def _run_vq(cfg, graph, pred, split, device, progress):
             opt.zero_grad()
             (loss + blue).backward()
             opt.step()
-            stats = model.codebook_stats()
-            model.apply_codebook_stats(stats)
-            model.set_assignments(batch, stats)
+            model.update_codebooks(batch)
             losses.append(float(loss))
         dt = time.perf_counter() - t0
         train_time += dt

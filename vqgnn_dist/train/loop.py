@@ -219,9 +219,7 @@ def _train_vq(cfg: TrainConfig, data: Data, device: torch.device, progress: bool
             opt.zero_grad()
             (loss + blue).backward()
             opt.step()
-            stats = model.codebook_stats()
-            model.apply_codebook_stats(stats)
-            model.set_assignments(batch, stats)
+            stats = model.update_codebooks(batch)
             losses.append(float(loss))
             for i, s in enumerate(stats):
                 sq_err[i] += float(s.sq_err)
