@@ -138,7 +138,8 @@ def _distributed_trial(cfg: TrainConfig, data: Any, state: dict[str, Any]) -> No
 
     import vqgnn_dist.dist.trainer as dist_trainer
 
-    queue = Queue()
+    # num_cpus 0, outside the trial's placement group (which holds no CPU).
+    queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": "DEFAULT"})
     printer = dist_trainer.EpochPrinter
 
     class RelayPrinter(printer):
@@ -202,9 +203,17 @@ def run_search(
         ray.init(namespace=NAMESPACE, log_to_driver=False)
     # The Tune worker process runs trials; with num_workers > 0 the Train workers hold the
     # CPUs, so the trial itself needs none.
-    cpus = search.cpus_per_trial if base.num_workers == 0 else 0
+    resources: dict[str, float] = {"cpu": search.cpus_per_trial}
+    if base.num_workers > 0:  # a bundle must not be empty: ask for a little memory only
+        resources = {"cpu": 0, "memory": 64 * 2**20}
+        # Each trial's Train run needs num_workers CPUs of its own: start no more trials
+        # than the cluster can host at once (overlapping Train runs would wait on each other).
+        cpus_total = int(ray.cluster_resources().get("CPU", 1))
+        max_concurrent = search.max_concurrent or max(1, cpus_total // base.num_workers)
+    else:
+        max_concurrent = search.max_concurrent
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=base_dict, out=str(out), data=data), {"cpu": cpus}
+        tune.with_parameters(_trial, base=base_dict, out=str(out), data=data), resources
     )
     scheduler = ASHAScheduler(
         time_attr="training_iteration",
@@ -220,7 +229,7 @@ def run_search(
             mode="max",
             scheduler=scheduler,
             num_samples=search.num_samples,
-            max_concurrent_trials=search.max_concurrent or None,
+            max_concurrent_trials=max_concurrent or None,
         ),
         run_config=tune.RunConfig(
             name="tune", storage_path=str(out / "ray"), verbose=0, log_to_file=True
