@@ -118,58 +118,40 @@ def _trial(config: dict[str, Any], base: dict[str, Any], out: str, data: Any) ->
         _distributed_trial(cfg, data, state)
 
 
-class _Relay:
-    """A Ray Train callback (runs in the Train controller) that forwards epochs to a queue."""
-
-    def __init__(self, queue: Any) -> None:
-        self.queue = queue
-
-    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-        self.queue.put(metrics[0])
-
-
 def _distributed_trial(cfg: TrainConfig, data: Any, state: dict[str, Any]) -> None:
     """Run ``train_distributed`` in a thread and report each epoch to Tune as it arrives.
 
-    Ray Train's callbacks run in its controller actor, away from this trial, so the
-    driver's per-epoch printer is wrapped to also put each epoch on a Ray queue.
+    Ray Train's callbacks run in its controller actor, away from this trial, so a
+    relay callback puts each epoch on a Ray queue that this trial drains.
     """
+    from ray.train import UserCallback
     from ray.util.queue import Empty, Queue
 
-    import vqgnn_dist.dist.trainer as dist_trainer
+    from vqgnn_dist.dist.trainer import train_distributed
+
+    class Relay(UserCallback):
+        """Forwards every epoch report to the queue (runs in the Train controller)."""
+
+        def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+            queue.put(metrics[0])
 
     # num_cpus 0, outside the trial's placement group (which holds no CPU).
     queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": "DEFAULT"})
-    printer = dist_trainer.EpochPrinter
-
-    class RelayPrinter(printer):
-        def __init__(self) -> None:
-            super().__init__()
-            self.relay = _Relay(queue)
-
-        def after_report(self, run_context, metrics, checkpoint) -> None:
-            super().after_report(run_context, metrics, checkpoint)
-            self.relay.after_report(run_context, metrics, checkpoint)
-
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            dist_trainer.train_distributed(cfg, data)
+            train_distributed(cfg, data, callbacks=[Relay()])
         except BaseException as exc:  # noqa: BLE001 - re-raised in the trial below
             errors.append(exc)
 
-    dist_trainer.EpochPrinter = RelayPrinter
-    try:
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        while worker.is_alive() or not queue.empty():
-            try:
-                _report(queue.get(timeout=0.5), state)
-            except Empty:
-                continue
-    finally:
-        dist_trainer.EpochPrinter = printer
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    while worker.is_alive() or not queue.empty():
+        try:
+            _report(queue.get(timeout=0.5), state)
+        except Empty:
+            continue
     if errors:
         raise errors[0]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +125,14 @@ def latest_checkpoint(out: Path, num_workers: int) -> Checkpoint:
     return Checkpoint.from_directory(str(path))
 
 
-def train_distributed(cfg: TrainConfig, data: Data) -> dict[str, Any]:
-    """Train VQ-GNN with ``cfg.num_workers`` Ray Train workers; returns the run's metrics."""
+def train_distributed(
+    cfg: TrainConfig, data: Data, callbacks: Sequence[UserCallback] = ()
+) -> dict[str, Any]:
+    """Train VQ-GNN with ``cfg.num_workers`` Ray Train workers; returns the run's metrics.
+
+    ``callbacks`` are extra Ray Train callbacks (they run in the Train controller),
+    e.g. to relay each epoch's report to Ray Tune.
+    """
     out = Path(cfg.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     resume = latest_checkpoint(out, cfg.num_workers) if cfg.resume else None
@@ -159,7 +166,7 @@ def train_distributed(cfg: TrainConfig, data: Data) -> dict[str, Any]:
             storage_path=str(out / "ray"),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            callbacks=[EpochPrinter()],
+            callbacks=[EpochPrinter(), *callbacks],
         ),
     )
     t0 = time.perf_counter()
