@@ -113,7 +113,9 @@ class InductivePredictor:
         self.index = GraphIndex.from_edge_index(data.edge_index, self.n).to(device)
         self.x = data.x.to(device)
         self.passes = passes
-        self.model = _vq_model(cfg, data, self.n).to(device)
+        from vqgnn_dist.train.loop import build_vq_model
+
+        self.model = build_vq_model(cfg, data, self.n).to(device)
 
     @torch.no_grad()
     def load(self, trained: VQGNN) -> VQGNN:
@@ -131,22 +133,6 @@ class InductivePredictor:
     def predict(self, trained: VQGNN) -> Tensor:
         """Logits of every node of the whole graph."""
         return self.load(trained).predict(self.x, self.index, self.batches)
-
-
-def _vq_model(cfg: TrainConfig, data: Data, num_nodes: int) -> VQGNN:
-    return VQGNN(
-        cfg.model,
-        data.num_features,
-        cfg.hidden,
-        int(data.num_classes),
-        cfg.num_layers,
-        num_nodes,
-        cfg.codebook_size,
-        cfg.group_size,
-        cfg.heads,
-        cfg.dropout,
-        cfg.decay,
-    )
 
 
 def train_inductive(cfg: TrainConfig, data: Data, progress: bool = True) -> dict[str, Any]:
@@ -250,7 +236,9 @@ def _run_vq(cfg, data, sub, seen, device, progress):
 
     n = sub.num_nodes
     index = GraphIndex.from_edge_index(sub.edge_index, n).to(device)
-    model = _vq_model(cfg, sub, n).to(device)
+    from vqgnn_dist.train.loop import build_vq_model
+
+    model = build_vq_model(cfg, sub, n).to(device)
     opt = make_optimizer(cfg, model.parameters())
     x, y, train_mask = sub.x.to(device), sub.y.to(device), sub.train_mask.to(device)
     sampler = make_sampler(cfg, sub)
