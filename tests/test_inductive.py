@@ -10,8 +10,8 @@ from vqgnn_dist.data import csbm
 from vqgnn_dist.data.splits import training_subgraph
 from vqgnn_dist.data.task_synthetic import multi_csbm
 from vqgnn_dist.nn.block import GraphIndex
-from vqgnn_dist.train.inductive import InductivePredictor, _vq_model, micro_f1
-from vqgnn_dist.train.loop import train
+from vqgnn_dist.train.inductive import InductivePredictor, micro_f1
+from vqgnn_dist.train.loop import build_vq_model, train
 
 
 def test_training_subgraph_drops_unseen_nodes_and_their_edges() -> None:
@@ -43,7 +43,7 @@ def test_unseen_nodes_get_nearest_feature_codewords_and_nothing_else_changes() -
     seen = ~(data.val_mask | data.test_mask)
     sub, ids = training_subgraph(data, seen)
     cfg = TrainConfig(model="sage", codebook_size=16, hidden=8, batch_size=64).validate()
-    trained = _vq_model(cfg, sub, sub.num_nodes)
+    trained = build_vq_model(cfg, sub, sub.num_nodes)
     index = GraphIndex.from_edge_index(sub.edge_index, sub.num_nodes)
     trained.init_codebooks(
         sub.x, index, list(torch.arange(sub.num_nodes).split(64)), torch.Generator().manual_seed(0)
