@@ -29,7 +29,6 @@ from tqdm import tqdm
 from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.splits import training_subgraph
 from vqgnn_dist.nn.block import GraphIndex
-from vqgnn_dist.nn.full_graph import FullGraphGNN
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.train.metrics import accuracy, peak_rss_mb
 
@@ -195,17 +194,9 @@ def _log(bar: tqdm, rec: dict[str, Any]) -> None:
 def _run_full(cfg, data, sub, seen, device, progress):
     if cfg.model not in ("gcn", "sage", "gat"):
         raise ConfigError(f"--method full-graph supports gcn, sage and gat, not {cfg.model}")
-    from vqgnn_dist.train.loop import make_optimizer
+    from vqgnn_dist.train.loop import build_full_graph_model, make_optimizer
 
-    model = FullGraphGNN(
-        cfg.model,
-        data.num_features,
-        cfg.hidden,
-        int(data.num_classes),
-        cfg.num_layers,
-        cfg.heads,
-        cfg.dropout,
-    ).to(device)
+    model = build_full_graph_model(cfg, data.num_features, int(data.num_classes)).to(device)
     opt = make_optimizer(cfg, model.parameters())
     xs, ys, eis = sub.x.to(device), sub.y.to(device), sub.edge_index.to(device)
     train_mask = sub.train_mask.to(device)

@@ -34,7 +34,6 @@ from tqdm import tqdm
 from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.splits import link_split, symmetric_edge_index
 from vqgnn_dist.nn.block import GraphIndex
-from vqgnn_dist.nn.full_graph import FullGraphGNN
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.train.metrics import peak_rss_mb
 
@@ -174,17 +173,9 @@ def _log(bar: tqdm, rec: dict[str, Any], k: int) -> None:
 def _run_full(cfg, graph, pred, split, device, progress):
     if cfg.model not in ("gcn", "sage", "gat"):
         raise ConfigError(f"--method full-graph supports gcn, sage and gat, not {cfg.model}")
-    from vqgnn_dist.train.loop import make_optimizer
+    from vqgnn_dist.train.loop import build_full_graph_model, make_optimizer
 
-    model = FullGraphGNN(
-        cfg.model,
-        graph.num_features,
-        cfg.hidden,
-        cfg.hidden,
-        cfg.num_layers,
-        cfg.heads,
-        cfg.dropout,
-    ).to(device)
+    model = build_full_graph_model(cfg, graph.num_features, cfg.hidden).to(device)
     opt = make_optimizer(cfg, list(model.parameters()) + list(pred.parameters()))
     x, ei = graph.x.to(device), graph.edge_index.to(device)
     pos_pairs = split["train"]["edge"]

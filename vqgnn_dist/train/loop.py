@@ -57,6 +57,13 @@ def build_vq_model(cfg: TrainConfig, data: Data, num_nodes: int) -> VQGNN:
     )
 
 
+def build_full_graph_model(cfg: TrainConfig, in_dim: int, out_dim: int) -> FullGraphGNN:
+    """The PyG full-graph baseline with the architecture of ``cfg``."""
+    return FullGraphGNN(
+        cfg.model, in_dim, cfg.hidden, out_dim, cfg.num_layers, cfg.heads, cfg.dropout
+    )
+
+
 def make_sampler(cfg: TrainConfig, data: Data) -> NodeSampler | ClusterSampler:
     n = data.num_nodes
     if cfg.sampler == "cluster":
@@ -148,15 +155,7 @@ def save_model(model: torch.nn.Module, cfg: TrainConfig) -> Path:
 def _train_full_graph(
     cfg: TrainConfig, data: Data, device: torch.device, progress: bool, on_epoch=None
 ):
-    model = FullGraphGNN(
-        cfg.model,
-        data.num_features,
-        cfg.hidden,
-        int(data.num_classes),
-        cfg.num_layers,
-        cfg.heads,
-        cfg.dropout,
-    ).to(device)
+    model = build_full_graph_model(cfg, data.num_features, int(data.num_classes)).to(device)
     opt = make_optimizer(cfg, model.parameters())
     x, y, ei = data.x.to(device), data.y.to(device), data.edge_index.to(device)
     masks = [data[k].to(device) for k in ("train_mask", "val_mask", "test_mask")]
