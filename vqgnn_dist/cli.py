@@ -10,11 +10,27 @@ from typing import Any
 
 import torch
 
-from vqgnn_dist.config import METHODS, MODELS, OPTIMIZERS, SAMPLERS, ConfigError, TrainConfig
+from vqgnn_dist.config import (
+    CODEBOOK_SYNCS,
+    METHODS,
+    MODELS,
+    OPTIMIZERS,
+    SAMPLERS,
+    WIRES,
+    ConfigError,
+    TrainConfig,
+)
 from vqgnn_dist.data.cli import add_partition_parser
 from vqgnn_dist.data.errors import DataError
 
-CHOICES = {"model": MODELS, "method": METHODS, "sampler": SAMPLERS, "optimizer": OPTIMIZERS}
+CHOICES = {
+    "model": MODELS,
+    "method": METHODS,
+    "sampler": SAMPLERS,
+    "optimizer": OPTIMIZERS,
+    "codebook_sync": CODEBOOK_SYNCS,
+    "codebook_wire": WIRES,
+}
 HELP = {
     "dataset": "synthetic, cora, citeseer, pubmed, ogbn-*, parquet:DIR, ...",
     "data_root": "folder holding the datasets (e.g. planetoid/Cora/raw)",
@@ -26,6 +42,9 @@ HELP = {
     "halo_sync_every": "exchange halo assignments every T steps (0 = once per epoch)",
     "codebook_staleness": "0 = synchronous codebooks; s > 0 lets a worker go on with "
     "codewords at most s versions old while its push is in flight",
+    "codebook_sync": "server = push statistics to the codebook server actor; allreduce = "
+    "sum them with a collective and update locally (the server keeps the state per epoch)",
+    "codebook_wire": "fp16 sends counts, sums and codewords in half precision (half the bytes)",
     "max_failures": "worker failures Ray Train recovers from (restart from the last checkpoint)",
     "fail_at_step": "testing only: crash worker 0 once at this global step",
     "init_checkpoint": "start distributed training from a single-process DIR/model.pt",

@@ -18,6 +18,8 @@ PREDICTORS = ("mlp", "dot")
 METHODS = ("vq", "full-graph")
 SAMPLERS = ("node", "cluster")
 OPTIMIZERS = ("adam", "rmsprop")
+CODEBOOK_SYNCS = ("server", "allreduce")
+WIRES = ("fp32", "fp16")
 
 
 @dataclass
@@ -49,6 +51,8 @@ class TrainConfig:
     num_workers: int = 0
     halo_sync_every: int = 0
     codebook_staleness: int = 0
+    codebook_sync: str = "server"
+    codebook_wire: str = "fp32"
     max_failures: int = 2
     fail_at_step: int = -1
     init_checkpoint: str | None = None
@@ -63,6 +67,8 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("task", self.task, TASKS)
         _choice("link-predictor", self.link_predictor, PREDICTORS)
+        _choice("codebook-sync", self.codebook_sync, CODEBOOK_SYNCS)
+        _choice("codebook-wire", self.codebook_wire, WIRES)
         for name in (
             "epochs",
             "codebook_size",
@@ -84,6 +90,10 @@ class TrainConfig:
         if min(self.halo_sync_every, self.max_failures, self.codebook_staleness) < 0:
             raise ConfigError(
                 "--halo-sync-every, --max-failures and --codebook-staleness must be >= 0"
+            )
+        if self.codebook_staleness and self.codebook_sync != "server":
+            raise ConfigError(
+                "--codebook-staleness pipelines pushes to the server; use --codebook-sync server"
             )
         if self.resume and self.num_workers == 0:
             raise ConfigError("--resume continues distributed runs; add --num-workers P")
