@@ -81,9 +81,13 @@ def union_reference(cfg: TrainConfig, data: Data, shard_dir, init: dict) -> VQGN
     return model
 
 
-def test_two_workers_equal_one_process_on_union_batches(ray_cluster, tmp_path) -> None:
+@pytest.mark.parametrize("codebook_sync", ["server", "allreduce"])
+def test_two_workers_equal_one_process_on_union_batches(
+    ray_cluster, tmp_path, codebook_sync: str
+) -> None:
     data = two_components()
     cfg = TrainConfig(
+        codebook_sync=codebook_sync,
         model="sage",
         num_workers=2,
         epochs=3,

@@ -8,7 +8,11 @@ answers every worker with the new codebook state, so all workers hold
 identical codewords. It also relays the halo exchange: owners publish their
 nodes' assignments, workers fetch those of their halo nodes.
 
-Payloads are dicts of numpy arrays (zero-copy through Ray's object store).
+Payloads are dicts of numpy arrays (zero-copy through Ray's object store). With
+the ``fp16`` wire, per-codeword tensors (counts, sums, candidates, codewords)
+travel in half precision; whitening moments and scalars stay in single
+precision (gradient variances are far below the half-precision range). The
+server always keeps and updates its state in full precision.
 """
 
 from __future__ import annotations
@@ -23,21 +27,27 @@ import torch
 from vqgnn_dist.vq.codebook import CodebookStats, ProductCodebook, merge_stats
 
 STATE_KEYS = ("mean", "var", "ema_count", "ema_total", "grad_moments_ready", "version")
+# Per-codeword tensors, sent in half precision on the fp16 wire.
+HALF_KEYS = frozenset({"count", "total", "candidate", "ema_count", "ema_total"})
 
 Payload = list[dict[str, np.ndarray]]
 
 
-def stats_payload(stats: list[CodebookStats]) -> Payload:
+def _wire(key: str, t: torch.Tensor, wire: str) -> np.ndarray:
+    t = t.detach()
+    if wire == "fp16" and key in HALF_KEYS:
+        t = t.to(torch.float16)
+    return t.cpu().numpy()
+
+
+def stats_payload(stats: list[CodebookStats], wire: str = "fp32") -> Payload:
     """Per-layer statistics as numpy arrays, without the (local) assignments."""
-    return [
-        {k: v.detach().cpu().numpy() for k, v in vars(s).items() if k != "assignment"}
-        for s in stats
-    ]
+    return [{k: _wire(k, v, wire) for k, v in vars(s).items() if k != "assignment"} for s in stats]
 
 
-def codebook_state(codebooks: list[ProductCodebook]) -> Payload:
+def codebook_state(codebooks: list[ProductCodebook], wire: str = "fp32") -> Payload:
     """The buffers that define every layer's codebook, as numpy arrays."""
-    return [{k: getattr(cb, k).detach().cpu().numpy() for k in STATE_KEYS} for cb in codebooks]
+    return [{k: _wire(k, getattr(cb, k), wire) for k in STATE_KEYS} for cb in codebooks]
 
 
 def load_codebook_state(codebooks, state: Payload) -> None:
@@ -59,11 +69,13 @@ class CodebookServer:
     Args:
         specs: per layer, the keyword arguments of :class:`ProductCodebook`.
         num_workers: P, the pushes that make one synchronous step.
+        wire: precision of the answers, ``fp32`` or ``fp16`` (see the module docstring).
     """
 
-    def __init__(self, specs: list[dict[str, Any]], num_workers: int) -> None:
+    def __init__(self, specs: list[dict[str, Any]], num_workers: int, wire: str = "fp32") -> None:
         self.codebooks = [ProductCodebook(**spec) for spec in specs]
         self.num_workers = num_workers
+        self.wire = wire
         self._pending: dict[int, dict[int, Payload]] = {}
         self._answers: dict[int, Payload] = {}
         self._events: dict[int, asyncio.Event] = {}
@@ -89,7 +101,7 @@ class CodebookServer:
             for layer, cb in enumerate(self.codebooks):
                 stats = [_to_stats(parts[r][layer]) for r in sorted(parts)]
                 cb.apply_stats(merge_stats(stats))
-            self._answers[step] = codebook_state(self.codebooks)
+            self._answers[step] = codebook_state(self.codebooks, self.wire)
             event.set()
         else:
             await event.wait()
@@ -120,5 +132,9 @@ class CodebookServer:
 
 
 def _to_stats(layer: dict[str, np.ndarray]) -> CodebookStats:
-    fields = {k: torch.from_numpy(np.asarray(v)) for k, v in layer.items()}
+    """A pushed payload back as statistics, half-precision fields widened for the sums."""
+    fields = {}
+    for k, v in layer.items():
+        t = torch.from_numpy(np.asarray(v))
+        fields[k] = t.float() if t.dtype == torch.float16 else t
     return CodebookStats(assignment=torch.empty(0, dtype=torch.long), **fields)

@@ -147,7 +147,7 @@ def train_distributed(
     # workers restart from their last checkpoint and reload the server's state from it.
     server = CodebookServer.options(
         name=server_name, namespace=NAMESPACE, max_restarts=-1, max_task_retries=0
-    ).remote(codebook_specs(cfg, data), cfg.num_workers)
+    ).remote(codebook_specs(cfg, data), cfg.num_workers, cfg.codebook_wire)
     use_gpu = torch.cuda.is_available()
     trainer = TorchTrainer(
         train_worker,

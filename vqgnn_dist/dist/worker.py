@@ -3,7 +3,8 @@
 Each step: sample a batch of owned nodes -> approximate forward/backward on the
 local device -> all-reduce the weight gradients -> push codebook statistics to
 the :class:`~vqgnn_dist.dist.server.CodebookServer` and load the new global
-codebooks. Halo assignments are exchanged every ``halo_sync_every`` steps (or
+codebooks (or, with ``--codebook-sync allreduce``, sum the statistics with a
+collective and apply the same EMA step on every worker). Halo assignments are exchanged every ``halo_sync_every`` steps (or
 once per epoch), evaluation is reduced over all workers, and a checkpoint of
 weights, optimiser, codebooks, assignments and the sampler position is
 reported every epoch.
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.data.partition import read_shard
 from vqgnn_dist.data.samplers import NodeSampler
+from vqgnn_dist.dist.allreduce import allreduce_stats
 from vqgnn_dist.dist.halo import LocalGraph, local_graph
 from vqgnn_dist.dist.server import codebook_state, load_codebook_state, payload_bytes, stats_payload
 from vqgnn_dist.nn.model import VQGNN
@@ -174,6 +176,7 @@ def train_worker(config: dict[str, Any]) -> None:
         torch.arange(lg.num_owned), -(-lg.num_owned // steps_per_epoch), seed=cfg.seed * 7919 + rank
     )
 
+    candidates = [cb.num_candidates for cb in model.codebooks]
     start_epoch, step, history = 1, 0, []
     # A failure inside this run restarts from its own latest checkpoint; --resume
     # starts from the latest checkpoint of an earlier run.
@@ -232,18 +235,27 @@ def train_worker(config: dict[str, Any]) -> None:
             stats = model.codebook_stats()
             model.set_assignments(batch, stats)
             s0 = time.perf_counter()
-            payload = stats_payload(stats)
-            moved["codebook"] += payload_bytes(payload)
-            inflight.append(server.push.remote(rank, step, payload))
-            # Go on with codewords at most `codebook_staleness` versions old.
-            while len(inflight) > cfg.codebook_staleness:
-                moved["codebook"] += _load_answer(model, inflight.popleft())
+            if cfg.codebook_sync == "allreduce":
+                merged, nbytes = allreduce_stats(stats, candidates, cfg.codebook_wire)
+                model.apply_codebook_stats(merged)
+                moved["codebook"] += nbytes
+            else:
+                payload = stats_payload(stats, cfg.codebook_wire)
+                moved["codebook"] += payload_bytes(payload)
+                inflight.append(server.push.remote(rank, step, payload))
+                # Go on with codewords at most `codebook_staleness` versions old.
+                while len(inflight) > cfg.codebook_staleness:
+                    moved["codebook"] += _load_answer(model, inflight.popleft())
             sync_time += time.perf_counter() - s0
             losses.append(float(loss.detach()))
             if cfg.halo_sync_every and (i + 1) % cfg.halo_sync_every == 0:
                 moved["halo"] += _exchange_halo(model, shard, lg, server, rank)
         while inflight:  # every worker ends the epoch on the same codebook version
             moved["codebook"] += _load_answer(model, inflight.popleft())
+        if cfg.codebook_sync == "allreduce" and rank == 0:  # the canonical state, for Tune
+            state = codebook_state(list(model.codebooks))
+            ray.get(server.load_state.remote(state))
+            moved["codebook"] += payload_bytes(state)
         if not cfg.halo_sync_every:
             moved["halo"] += _exchange_halo(model, shard, lg, server, rank)
         train_time = time.perf_counter() - t0

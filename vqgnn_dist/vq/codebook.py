@@ -76,13 +76,26 @@ def merge_stats(parts: list[CodebookStats]) -> CodebookStats:
             continue
         else:
             out[field.name] = torch.stack(values).sum(0)
-    cand = torch.cat([p.candidate for p in parts], dim=1)
-    err = torch.cat([p.candidate_err for p in parts], dim=1)
-    keep = min(parts[0].candidate_err.shape[1], err.shape[1])
-    top = _stable_topk(err, keep)
-    out["candidate"] = torch.gather(cand, 1, top[..., None].expand(-1, -1, cand.shape[-1]))
-    out["candidate_err"] = torch.gather(err, 1, top)
+    out["candidate"], out["candidate_err"] = merge_candidates(
+        [p.candidate for p in parts], [p.candidate_err for p in parts], parts[0].candidate.shape[1]
+    )
     return CodebookStats(**out)
+
+
+def merge_candidates(
+    candidates: list[Tensor], errors: list[Tensor], keep: int
+) -> tuple[Tensor, Tensor]:
+    """The ``keep`` re-seeding candidates with the largest errors over several workers.
+
+    ``candidates`` are [G, c_p, E] and ``errors`` [G, c_p] per worker, in worker
+    order; ties go to the earlier worker, so the result is that of one batch.
+    """
+    cand = torch.cat(candidates, dim=1)
+    err = torch.cat(errors, dim=1)
+    top = _stable_topk(err, min(keep, err.shape[1]))
+    return torch.gather(cand, 1, top[..., None].expand(-1, -1, cand.shape[-1])), torch.gather(
+        err, 1, top
+    )
 
 
 def _nearest(z: Tensor, cw: Tensor, chunk_elems: int = 1 << 24) -> tuple[Tensor, Tensor]:
