@@ -32,6 +32,7 @@ from torch_geometric.data import Data
 from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.partition import partition_graph, read_manifest
 from vqgnn_dist.dist.server import CodebookServer
+from vqgnn_dist.dist.traffic import halo_feature_bytes, part_membership
 from vqgnn_dist.dist.worker import CHECKPOINT_FILE, train_worker
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.train.metrics import peak_rss_mb
@@ -177,7 +178,14 @@ def train_distributed(
     wall = time.perf_counter() - t0
     history = result.metrics["history"]
     best = max(history, key=lambda h: (h["val_acc"], -h["epoch"]))
-    halo_feature_bytes = _halo_feature_bytes(cfg, manifest, data)
+    alternatives = halo_feature_bytes(
+        data,
+        part_membership(out / "shards", manifest),
+        cfg.num_layers,
+        cfg.hidden,
+        cfg.batch_size,
+        cfg.seed,
+    )
     return {
         "test_acc": best["test_acc"],
         "val_acc": best["val_acc"],
@@ -192,7 +200,8 @@ def train_distributed(
             "codebook": history[-1]["bytes_codebook"],
             "halo_assignments": history[-1]["bytes_halo"],
             "allreduce": history[-1]["bytes_allreduce"],
-            "halo_features_alternative": halo_feature_bytes,
+            "halo_features_layerwise": alternatives["layerwise"],
+            "halo_features_sampled": alternatives["sampled"],
         },
         "codebook_consistent": all(h["codebook_consistent"] for h in history),
         "checkpoint": result.checkpoint.path if result.checkpoint else None,
@@ -205,15 +214,3 @@ def train_distributed(
         "peak_rss_mb": peak_rss_mb(),
         "config": cfg.to_dict(),
     }
-
-
-def _halo_feature_bytes(cfg: TrainConfig, manifest: dict[str, Any], data: Data) -> int:
-    """What shipping halo features would cost per epoch instead (DistDGL / PyG distributed).
-
-    Every step needs the current layer inputs of the batch's out-of-shard
-    neighbours at every layer in the forward pass and their gradients back:
-    we count each halo node once per epoch, f_l floats per layer, both ways.
-    """
-    halo = sum(int(p["num_halo"]) for p in manifest["parts"])
-    widths = [data.num_features] + [cfg.hidden] * (cfg.num_layers - 1)
-    return 2 * 4 * halo * sum(widths)

@@ -4,10 +4,10 @@ Each step: sample a batch of owned nodes -> approximate forward/backward on the
 local device -> all-reduce the weight gradients -> push codebook statistics to
 the :class:`~vqgnn_dist.dist.server.CodebookServer` and load the new global
 codebooks (or, with ``--codebook-sync allreduce``, sum the statistics with a
-collective and apply the same EMA step on every worker). Halo assignments are exchanged every ``halo_sync_every`` steps (or
-once per epoch), evaluation is reduced over all workers, and a checkpoint of
-weights, optimiser, codebooks, assignments and the sampler position is
-reported every epoch.
+collective and apply the same EMA step on every worker). Halo assignments are
+exchanged every ``halo_sync_every`` steps (or once per epoch), evaluation is
+reduced over all workers, and a checkpoint of weights, optimiser, codebooks,
+assignments and the sampler position is reported every epoch.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.train.loop import make_optimizer
 
 CHECKPOINT_FILE = "worker-{rank}.pt"
+
+
+def worker_sampler(num_owned: int, steps: int, seed: int, rank: int) -> NodeSampler:
+    """Worker ``rank``'s batches of its owned nodes (local ids), ``steps`` per epoch."""
+    return NodeSampler(torch.arange(num_owned), -(-num_owned // steps), seed=seed * 7919 + rank)
 
 
 def _all_sum(values: list[float], device: torch.device) -> list[float]:
@@ -172,9 +177,7 @@ def train_worker(config: dict[str, Any]) -> None:
     # Equal step counts on every worker: the largest shard sets the number of batches.
     n_max = max(_gather_int(lg.num_owned, device))
     steps_per_epoch = -(-n_max // cfg.batch_size)
-    sampler = NodeSampler(
-        torch.arange(lg.num_owned), -(-lg.num_owned // steps_per_epoch), seed=cfg.seed * 7919 + rank
-    )
+    sampler = worker_sampler(lg.num_owned, steps_per_epoch, cfg.seed, rank)
 
     candidates = [cb.num_candidates for cb in model.codebooks]
     start_epoch, step, history = 1, 0, []
