@@ -1,0 +1,293 @@
+"""The benchmarked methods: one training run per (method, seed), one measured training step.
+
+Every training function takes ``(cfg, data)`` and returns the same record
+(:func:`_record`): accuracies, a per-epoch history of training time and
+validation/test accuracy, seconds per epoch, inference time and peak RSS, plus
+method-specific extras (bytes moved for the distributed run, batch sizes for
+the sampling methods).
+
+Every step function runs one training step of a method on one batch under
+:func:`vqgnn_dist.bench.memory.track_peak` and returns its peak tensor memory
+with the batch's node and message counts. Messages are those the forward pass
+aggregates, summed over layers (:func:`vqgnn_dist.bench.flops.count_sparse_entries`;
+the sampling baselines report the same unit).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch_geometric.data import Data
+
+from vqgnn_dist.bench.flops import count_flops, count_sparse_entries
+from vqgnn_dist.bench.memory import MB, track_peak
+from vqgnn_dist.config import TrainConfig
+from vqgnn_dist.nn.block import GraphIndex
+from vqgnn_dist.train.loop import (
+    _loss,
+    build_full_graph_model,
+    build_vq_model,
+    make_optimizer,
+    make_sampler,
+    pick_device,
+    train,
+)
+
+FULL_GRAPH = {"full-gcn": "gcn", "full-sage": "sage", "full-gat": "gat"}
+SAMPLING = ("ns-sage", "cluster-gcn", "saint-rw")
+METHODS = (*FULL_GRAPH, "vq", "vq-dist", *SAMPLING)
+DESCRIPTIONS = {
+    "full-gcn": "full-graph PyG GCN",
+    "full-sage": "full-graph PyG SAGE",
+    "full-gat": "full-graph PyG GAT",
+    "vq": "VQ-GNN, one process",
+    "vq-dist": "VQ-GNN, Ray workers",
+    "ns-sage": "neighbour sampling (GraphSAGE)",
+    "cluster-gcn": "Cluster-GCN",
+    "saint-rw": "GraphSAINT random walk",
+}
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def method_config(method: str, cfg: TrainConfig, dist_workers: int = 2) -> TrainConfig:
+    """The training config of ``method`` derived from the benchmark's base ``cfg``.
+
+    The sampling baselines read everything but ``method`` from it (``vq`` is a
+    valid placeholder there: their method is the benchmark's name).
+    """
+    if method in FULL_GRAPH:
+        return replace(cfg, method="full-graph", model=FULL_GRAPH[method], num_workers=0)
+    if method == "vq-dist":
+        return replace(cfg, method="vq", num_workers=dist_workers)
+    if method == "ns-sage":  # neighbour sampling is defined for SAGE-mean (the paper's NS-SAGE)
+        return replace(cfg, method="vq", model="sage", num_workers=0)
+    return replace(cfg, method="vq", num_workers=0)
+
+
+def _record(result: dict[str, Any]) -> dict[str, Any]:
+    """The common per-seed record of a training result (``train()``'s keys and more)."""
+    history = [
+        {k: h[k] for k in ("epoch", "time_s", "val_acc", "test_acc")} for h in result["history"]
+    ]
+    record = {
+        "test_acc": result["test_acc"],
+        "val_acc": result["val_acc"],
+        "best_epoch": result["best_epoch"],
+        "history": history,
+        "s_per_epoch": statistics.median(h["time_s"] for h in history),
+        "init_time_s": result.get("init_time_s", 0.0),
+        "train_time_s": result["train_time_s"],
+        "inference_time_s": result.get("inference_time_s"),
+        "peak_rss_mb": result["peak_rss_mb"],
+        "model": result.get("model"),
+        "num_nodes": result.get("num_nodes"),
+        "num_edges": result.get("num_edges"),
+    }
+    for key in ("bytes_per_epoch", "mean_batch_nodes", "mean_batch_edges", "implementation"):
+        if key in result:
+            record[key] = result[key]
+    return record
+
+
+def train_full_graph(
+    cfg: TrainConfig, data: Data, on_epoch: EpochCallback | None = None
+) -> dict[str, Any]:
+    """Full-graph PyG training; inference time is one full-graph forward of the same model."""
+    record = _record(train(cfg, data, progress=False, on_epoch=on_epoch))
+    device = pick_device()
+    model = build_full_graph_model(cfg, data.num_features, int(data.num_classes)).to(device).eval()
+    x, ei = data.x.to(device), data.edge_index.to(device)
+    with torch.no_grad():
+        model(x, ei)  # warm-up
+        t0 = time.perf_counter()
+        model(x, ei)
+        record["inference_time_s"] = time.perf_counter() - t0
+    return record
+
+
+def train_vq(cfg: TrainConfig, data: Data, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
+    """VQ-GNN in this process (``vqgnn_dist.train.loop.train`` with method ``vq``)."""
+    return _record(train(cfg, data, progress=False, on_epoch=on_epoch))
+
+
+def train_vq_distributed(cfg: TrainConfig, data: Data) -> dict[str, Any]:
+    """VQ-GNN with ``cfg.num_workers`` Ray Train workers on a local Ray of that many CPUs."""
+    import ray
+
+    from vqgnn_dist.dist.trainer import train_distributed
+
+    ray.init(num_cpus=cfg.num_workers, include_dashboard=False, log_to_driver=False)
+    try:
+        return _record(train_distributed(cfg, data))
+    finally:
+        ray.shutdown()
+
+
+def train_sampling_method(
+    method: str, cfg: TrainConfig, data: Data, on_epoch: EpochCallback | None = None
+) -> dict[str, Any]:
+    """A sampling baseline from :mod:`vqgnn_dist.baselines`."""
+    from vqgnn_dist.baselines import train_sampling
+
+    return _record(train_sampling(method, cfg, data, progress=False, on_epoch=on_epoch))
+
+
+def train_method(
+    method: str, cfg: TrainConfig, data: Data, on_epoch: EpochCallback | None = None
+) -> dict[str, Any]:
+    """Train ``method`` (a name of :data:`METHODS`) with its config ``cfg``; the common record."""
+    if method in FULL_GRAPH:
+        return train_full_graph(cfg, data, on_epoch)
+    if method == "vq":
+        return train_vq(cfg, data, on_epoch)
+    if method == "vq-dist":
+        return train_vq_distributed(cfg, data)
+    return train_sampling_method(method, cfg, data, on_epoch)
+
+
+# ------------------------------------------------------------------ one step
+
+
+def _vq_setup(cfg: TrainConfig, data: Data, batch_size: int) -> tuple[Any, ...]:
+    """Graph index, features and one seeded random batch of ``batch_size`` nodes, on device."""
+    device = pick_device()
+    n = data.num_nodes
+    index = GraphIndex.from_edge_index(data.edge_index, n).to(device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    batch = torch.randperm(n, generator=gen)[: min(batch_size, n)].to(device)
+    return device, index, data.x.to(device), data.y.to(device), data.train_mask.to(device), batch
+
+
+def _state_bytes(model: torch.nn.Module) -> int:
+    """Bytes of a model's parameters and buffers (VQ-GNN: codebooks and assignment tables)."""
+    return sum(t.nbytes for t in (*model.parameters(), *model.buffers()))
+
+
+def _step_record(peak: Any, state: int, nodes: int, messages: int | None, bs: int) -> dict:
+    return {
+        "peak_mb": (peak.peak_bytes + state) / MB,
+        "state_mb": state / MB,
+        "step_mb": peak.peak_bytes / MB,
+        "batch_size": bs,
+        "batch_nodes": nodes,
+        "batch_messages": messages,
+        "memory_source": peak.source,
+    }
+
+
+def vq_step(cfg: TrainConfig, data: Data, batch_size: int) -> dict[str, Any]:
+    """Peak memory of one VQ-GNN training step on a random batch of ``batch_size`` nodes.
+
+    The model state (weights, codebooks, per-node assignment tables) plus the
+    peak of what the step allocates: block, forward, backward, optimiser step
+    (with its first state), codebook update. The codebook init pass, like the
+    graph and its index, happens before and is not counted.
+    """
+    device, index, x, y, train_mask, batch = _vq_setup(cfg, data, batch_size)
+    model = build_vq_model(cfg, data, data.num_nodes).to(device)
+    opt = make_optimizer(cfg, model.parameters())
+    model.init_codebooks(x, index, [batch], torch.Generator().manual_seed(cfg.seed))
+    state = _state_bytes(model)
+    with track_peak(device) as peak:
+        block = model.block(index, batch)
+        (logits, blue), messages = count_sparse_entries(lambda: model(x[batch], block))
+        opt.zero_grad()
+        (_loss(logits, y[batch], train_mask[batch]) + blue).backward()
+        opt.step()
+        model.update_codebooks(batch)
+    return _step_record(peak, state, batch.numel(), messages, batch.numel())
+
+
+def full_graph_step(cfg: TrainConfig, data: Data) -> dict[str, Any]:
+    """Peak memory of one full-graph training step: model state plus forward, backward, step."""
+    device = pick_device()
+    x, y, ei = data.x.to(device), data.y.to(device), data.edge_index.to(device)
+    train_mask = data.train_mask.to(device)
+    model = build_full_graph_model(cfg, data.num_features, int(data.num_classes)).to(device)
+    opt = make_optimizer(cfg, model.parameters())
+    state = _state_bytes(model)
+    with track_peak(device) as peak:
+        opt.zero_grad()
+        _loss(model(x, ei), y, train_mask).backward()
+        opt.step()
+    return _step_record(peak, state, data.num_nodes, None, data.num_nodes)
+
+
+def sampling_step(method: str, cfg: TrainConfig, data: Data, batch_size: int) -> dict[str, Any]:
+    """Peak memory of one training step of a sampling baseline at ``batch_size``.
+
+    Model state plus the peak of sampling the batch's subgraph and the step.
+    The sampler's preprocessing (full-graph CSR, METIS, GraphSAINT's
+    pre-sampling) comes before and is not counted, as VQ-GNN's init pass is not.
+    Uses the pieces ``vqgnn_dist.baselines.one_step`` is made of, so that the
+    setup stays outside the measurement.
+    """
+    from vqgnn_dist.baselines.train import _setup, _step
+
+    device, sampler, _, model, opt = _setup(method, replace(cfg, batch_size=batch_size), data, {})
+    x, y = data.x.to(device), data.y.to(device)
+    item = sampler.epoch()[0]
+    state = _state_bytes(model)
+    with track_peak(device) as peak:
+        batch = sampler.batch(item)
+        _step(model, opt, x, y, batch)
+    return _step_record(peak, state, batch.nodes.numel(), batch.messages, batch_size)
+
+
+def sampling_step_at_messages(
+    method: str, cfg: TrainConfig, data: Data, target: int, first_batch_size: int, probes: int = 4
+) -> dict[str, Any]:
+    """One measured step of a sampling baseline with about ``target`` messages per batch.
+
+    Messages grow with the batch size, so each probe rescales the batch size by
+    target / messages; the probe closest to the target (in log ratio) is kept.
+    """
+    n, bs, tried = data.num_nodes, min(first_batch_size, data.num_nodes), []
+    for _ in range(probes):
+        step = sampling_step(method, cfg, data, bs)
+        tried.append(step)
+        ratio = target / max(step["batch_messages"], 1)
+        nxt = min(n, max(1, round(bs * ratio)))
+        if abs(math.log(ratio)) < math.log(1.05) or nxt == bs:
+            break
+        bs = nxt
+    best = min(tried, key=lambda s: abs(math.log(max(s["batch_messages"], 1) / target)))
+    return {**best, "probes": [(s["batch_size"], s["batch_messages"]) for s in tried]}
+
+
+def vq_epoch_flops(cfg: TrainConfig, data: Data, max_batches: int = 20) -> dict[str, Any]:
+    """FLOPs of one VQ-GNN training epoch, counted over up to ``max_batches`` batches.
+
+    A fresh model is initialised (not counted) and trained on the first batches
+    of an epoch under :func:`vqgnn_dist.bench.flops.count_flops`; the count is
+    scaled by all nodes / counted nodes. FLOPs do not depend on the weights'
+    values, only on the shapes and the blocks, so an untrained model counts the same.
+    """
+    device = pick_device()
+    n = data.num_nodes
+    index = GraphIndex.from_edge_index(data.edge_index, n).to(device)
+    x, y, train_mask = data.x.to(device), data.y.to(device), data.train_mask.to(device)
+    model = build_vq_model(cfg, data, n).to(device)
+    opt = make_optimizer(cfg, model.parameters())
+    batches = [b.to(device) for b in make_sampler(cfg, data).epoch(1)]
+    model.init_codebooks(x, index, batches, torch.Generator().manual_seed(cfg.seed))
+
+    def step(batch: torch.Tensor) -> None:
+        logits, blue = model(x[batch], model.block(index, batch))
+        opt.zero_grad()
+        (_loss(logits, y[batch], train_mask[batch]) + blue).backward()
+        opt.step()
+        model.update_codebooks(batch)
+
+    flops, nodes = 0, 0
+    for batch in batches[:max_batches]:
+        flops += count_flops(lambda batch=batch: step(batch))[1]
+        nodes += batch.numel()
+    return {"flops_per_epoch": flops * n / nodes, "batches_counted": min(max_batches, len(batches))}

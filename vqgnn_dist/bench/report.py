@@ -1,0 +1,419 @@
+"""Summaries of a benchmark run: the per-method rows, fits, targets, Markdown and PNG plots."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from vqgnn_dist.bench.methods import DESCRIPTIONS, FULL_GRAPH, SAMPLING
+
+TARGET_SHARE = 0.98
+MB = 1e6
+
+
+def _mean(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.fmean(values) if values else None
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def cumulative_times(run: dict[str, Any]) -> list[float]:
+    """Training time at the end of each epoch: init time plus the epochs' times so far."""
+    t, out = run.get("init_time_s") or 0.0, []
+    for h in run["history"]:
+        t += h["time_s"]
+        out.append(t)
+    return out
+
+
+def time_to_target(run: dict[str, Any], target: float) -> float | None:
+    """Training seconds until validation accuracy first reaches ``target`` (None: never)."""
+    for t, h in zip(cumulative_times(run), run["history"], strict=True):
+        if h["val_acc"] >= target:
+            return t
+    return None
+
+
+def fit_exponent(sizes: list[float], values: list[float]) -> float | None:
+    """Slope of the least-squares line through (log size, log value): the growth exponent."""
+    pts = [
+        (math.log(s), math.log(v)) for s, v in zip(sizes, values, strict=True) if s > 0 and v > 0
+    ]
+    if len(pts) < 2:
+        return None
+    mx = statistics.fmean(p[0] for p in pts)
+    my = statistics.fmean(p[1] for p in pts)
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx > 0 else None
+
+
+def _first_error(record: dict[str, Any]) -> str | None:
+    if "error" in record:
+        return record["error"]
+    errors = record.get("errors") or {}
+    return next((f"{k}: {v}" for k, v in errors.items()), None)
+
+
+def references(methods: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Mean best validation accuracy of each full-graph backbone that ran (``gcn``: 0.78...)."""
+    refs = {}
+    for name, backbone in FULL_GRAPH.items():
+        val = _mean([r["val_acc"] for r in methods.get(name, {}).get("runs", [])])
+        if val is not None:
+            refs[backbone] = val
+    return refs
+
+
+def method_row(name: str, record: dict[str, Any], refs: dict[str, float]) -> dict[str, Any]:
+    """One table row: means over seeds, time to 98% of its backbone's full-graph accuracy."""
+    runs = record.get("runs", [])
+    backbone = runs[0].get("model") if runs else record.get("config", {}).get("model")
+    ref_backbone = backbone if backbone in refs else max(refs, key=refs.get, default=None)
+    target = TARGET_SHARE * refs[ref_backbone] if ref_backbone else None
+    reached = [time_to_target(r, target) for r in runs] if target is not None else []
+    reached = [t for t in reached if t is not None]
+    test = [r["test_acc"] for r in runs]
+    nodes, msgs = record.get("fixed_nodes") or {}, record.get("fixed_messages") or {}
+    if name == "vq":
+        msgs = nodes  # VQ-GNN's own batch defines the message count
+    return {
+        "method": name,
+        "description": DESCRIPTIONS.get(name, name),
+        "backbone": backbone,
+        "seeds": len(runs),
+        "test_acc": _mean(test),
+        "test_acc_std": _std(test),
+        "val_acc": _mean([r["val_acc"] for r in runs]),
+        "s_per_epoch": _mean([r["s_per_epoch"] for r in runs]),
+        "reference": f"full-{ref_backbone}" if ref_backbone else None,
+        "target_val_acc": target,
+        "time_to_target_s": _mean(reached),
+        "target_reached": f"{len(reached)}/{len(runs)}",
+        "inference_time_s": _mean([r.get("inference_time_s") for r in runs]),
+        "peak_mb_fixed_nodes": nodes.get("peak_mb"),
+        "fixed_nodes_batch": nodes.get("batch_nodes"),
+        "peak_mb_fixed_messages": msgs.get("peak_mb"),
+        "fixed_messages_batch": msgs.get("batch_messages"),
+        "fixed_messages_batch_size": msgs.get("batch_size"),
+        "peak_rss_mb": max((r["peak_rss_mb"] for r in runs), default=None),
+        "implementation": runs[0].get("implementation") if runs else None,
+        "error": _first_error(record),
+    }
+
+
+def _targets(rows: dict[str, dict[str, Any]], scaling: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured value and whether it is met."""
+    out = []
+    vq = rows.get("vq")
+    if vq is None or vq["test_acc"] is None:
+        return out
+    ref = rows.get(f"full-{vq['backbone']}")
+    if ref and ref["test_acc"] is not None:
+        gap = 100 * (vq["test_acc"] - ref["test_acc"])
+        out.append(
+            {
+                "target": f"VQ-GNN test accuracy within 0.5 points of full-graph {vq['backbone']}",
+                "value": f"{gap:+.2f} points",
+                "met": gap >= -0.5,
+            }
+        )
+    for name in SAMPLING:
+        row = rows.get(name)
+        if row is None or row["test_acc"] is None:
+            continue
+        gap = 100 * (vq["test_acc"] - row["test_acc"])
+        out.append(
+            {
+                "target": f"VQ-GNN test accuracy at or above {name}",
+                "value": f"{gap:+.2f} points",
+                "met": gap >= 0,
+            }
+        )
+        if row["inference_time_s"] and vq["inference_time_s"]:
+            speed = row["inference_time_s"] / vq["inference_time_s"]
+            out.append(
+                {
+                    "target": f"VQ-GNN inference at least 4x faster than {name}",
+                    "value": f"{speed:.2f}x",
+                    "met": speed >= 4,
+                }
+            )
+        if name != "ns-sage" and row["peak_mb_fixed_messages"] and vq["peak_mb_fixed_messages"]:
+            ratio = vq["peak_mb_fixed_messages"] / row["peak_mb_fixed_messages"]
+            out.append(
+                {
+                    "target": f"VQ-GNN peak memory at fixed messages <= 0.75x of {name}",
+                    "value": f"{ratio:.2f}x",
+                    "met": ratio <= 0.75,
+                }
+            )
+    for key, label in (("time_exponent", "epoch time"), ("memory_exponent", "peak memory")):
+        if scaling.get(key) is not None:
+            out.append(
+                {
+                    "target": f"near-linear growth of {label} with n (exponent <= 1.2)",
+                    "value": f"{scaling[key]:.2f}",
+                    "met": scaling[key] <= 1.2,
+                }
+            )
+    return out
+
+
+def finish(bench: dict[str, Any], out: Path) -> str:
+    """Add rows, fits and targets to ``bench``; write ``bench.md`` and the plots; the Markdown."""
+    methods = bench["methods"]
+    refs = references(methods)
+    rows = {name: method_row(name, rec, refs) for name, rec in methods.items()}
+    bench["references"] = refs
+    bench["rows"] = list(rows.values())
+    points = [p for p in bench["scaling"]["points"] if "error" not in p]
+    sizes = [p["num_nodes"] for p in points]
+    bench["scaling"]["time_exponent"] = fit_exponent(sizes, [p["s_per_epoch"] for p in points])
+    bench["scaling"]["memory_exponent"] = fit_exponent(sizes, [p["peak_tensor_mb"] for p in points])
+    flops = (methods.get("vq") or {}).get("flops")
+    if flops and rows["vq"]["s_per_epoch"]:
+        achieved = flops["flops_per_epoch"] / rows["vq"]["s_per_epoch"] / 1e9
+        bench["flop_rate"] = {
+            "vq_epoch_gflops": achieved,
+            "matmul_gflops": bench["matmul"]["gflops"],
+            "share_of_matmul": achieved / bench["matmul"]["gflops"],
+            **flops,
+        }
+    bench["targets"] = _targets(rows, bench["scaling"])
+    bench["plots"] = plots(bench, out)
+    markdown = render(bench)
+    (out / "bench.md").write_text(markdown)
+    return markdown
+
+
+def method_line(record: dict[str, Any]) -> str:
+    """A one-line progress summary of a finished method task."""
+    if "error" in record:
+        return f"FAILED: {record['error']}"
+    runs = record.get("runs", [])
+    line = f"test acc {_fmt(_mean([r['test_acc'] for r in runs]), 4)}, "
+    line += f"{_fmt(_mean([r['s_per_epoch'] for r in runs]), 3)} s/epoch"
+    nodes = record.get("fixed_nodes")
+    if nodes:
+        line += f", step peak {nodes['peak_mb']:.1f} MiB at {nodes['batch_nodes']} nodes"
+    error = _first_error(record)
+    return line + (f" (error: {error})" if error else "") + f", {record['wall_s']:.0f}s"
+
+
+def scaling_line(point: dict[str, Any]) -> str:
+    """A one-line progress summary of a scaling point."""
+    if "error" in point:
+        return f"FAILED: {point['error']}"
+    return (
+        f"{point['num_edges']} edges, {point['s_per_epoch']:.2f} s/epoch, "
+        f"peak tensors {point['peak_tensor_mb']:.1f} MiB, peak RSS {point['peak_rss_mb']:.0f} MiB"
+    )
+
+
+def render(bench: dict[str, Any]) -> str:
+    """The Markdown report of a finished run."""
+    rows = bench["rows"]
+    cfg = bench["config"]
+    info = next((r for rec in bench["methods"].values() for r in rec.get("runs", [])), {})
+    vq = next((r for r in rows if r["method"] == "vq"), {})
+    b = bench["mem_nodes"]
+    msgs = vq.get("fixed_messages_batch")
+    lines = [
+        f"# Benchmark: {bench['dataset']}",
+        "",
+        f"{info.get('num_nodes', '?')} nodes, {info.get('num_edges', '?')} directed edges; "
+        f"{cfg['num_layers']} layers, hidden {cfg['hidden']}, k={cfg['codebook_size']}, "
+        f"D={cfg['group_size']}, batch {cfg['batch_size']}, {cfg['epochs']} epochs, "
+        f"seeds {', '.join(map(str, bench['seeds']))}; dense matmul "
+        f"{bench['matmul']['gflops']:.1f} GFLOP/s on {bench['matmul']['threads']} threads.",
+        "",
+        "## Methods",
+        "",
+        "| method | backbone | test acc | val acc | s/epoch "
+        f"| time to {100 * TARGET_SHARE:.0f}% (s) | inference (s) | peak MiB @ {b} nodes "
+        f"| peak MiB @ {msgs or '?'} messages "
+        "| peak RSS MiB | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        acc = f"{r['test_acc']:.4f} ± {r['test_acc_std']:.4f}" if r["test_acc"] is not None else "-"
+        t98 = _fmt(r["time_to_target_s"])
+        if r["time_to_target_s"] is not None or r["seeds"]:
+            t98 += f" ({r['target_reached']})"
+        nodes = _fmt(r["peak_mb_fixed_nodes"], 1)
+        if r["method"] in FULL_GRAPH and r["peak_mb_fixed_nodes"] is not None:
+            nodes += f" (all {r['fixed_nodes_batch']})"
+        fixed_msgs = _fmt(r["peak_mb_fixed_messages"], 1)
+        if r["method"] in SAMPLING and r["fixed_messages_batch"] is not None:
+            fixed_msgs += (
+                f" ({r['fixed_messages_batch']} at batch {r['fixed_messages_batch_size']})"
+            )
+        notes = [n for n in (r["implementation"], r["error"] and f"error: {r['error']}") if n]
+        lines.append(
+            f"| {r['method']} | {r['backbone'] or '-'} | {acc} | {_fmt(r['val_acc'], 4)} | "
+            f"{_fmt(r['s_per_epoch'], 3)} | {t98} | {_fmt(r['inference_time_s'], 3)} | {nodes} | "
+            f"{fixed_msgs} | {_fmt(r['peak_rss_mb'], 0)} | {'; '.join(notes)} |"
+        )
+    lines += [
+        "",
+        "- accuracy: test accuracy at the best validation epoch, mean ± std over seeds; "
+        "s/epoch: median epoch (training only, no evaluation).",
+        f"- time to {100 * TARGET_SHARE:.0f}%: training seconds (VQ-GNN: with its codebook init "
+        f"pass) until validation accuracy first reaches {100 * TARGET_SHARE:.0f}% of the "
+        "full-graph run's best validation accuracy with the same backbone; (reached/seeds).",
+        "- inference: all nodes once after training. VQ-GNN: mini-batch with codewords "
+        "(including its assignment refresh pass); sampling methods: their layer-wise "
+        "full-neighbour inference; full-graph: one full-graph forward.",
+        f"- peak MiB: peak of the tensors one training step allocates (model, optimiser state, "
+        f"batch, activations, gradients; graph inputs excluded), measured with "
+        f"{_memory_source(bench)}. "
+        f"At {b} nodes: a batch of {b} nodes (full-graph: one step on all nodes). At fixed "
+        "messages: the sampling methods' batch size is searched so that the messages their "
+        "forward pass aggregates (edge-list entries summed over layers) match VQ-GNN's at "
+        f"{b} nodes (Table 3 of the paper).",
+        "- peak RSS: the whole training process (vq-dist: the driver only, workers are "
+        "separate processes).",
+    ]
+    dist = next((r for r in bench["methods"].get("vq-dist", {}).get("runs", [])), None)
+    if dist and "bytes_per_epoch" in dist:
+        by = dist["bytes_per_epoch"]
+        lines += [
+            "",
+            f"## Distributed VQ-GNN ({bench['dist_workers']} Ray workers): MB moved per epoch",
+            "",
+            "| codebook | halo assignments | weight all-reduce | halo features instead |",
+            "|---|---|---|---|",
+            f"| {by['codebook'] / MB:.3f} | {by['halo_assignments'] / MB:.3f} | "
+            f"{by['allreduce'] / MB:.3f} | {by['halo_features_alternative'] / MB:.3f} |",
+        ]
+    lines += _scaling_md(bench["scaling"]) + _flops_md(bench) + _targets_md(bench["targets"])
+    return "\n".join(lines) + "\n"
+
+
+def _memory_source(bench: dict[str, Any]) -> str:
+    for rec in bench["methods"].values():
+        source = (rec.get("fixed_nodes") or {}).get("memory_source")
+        if source:
+            return source
+    return "the tensor tracker"
+
+
+def _scaling_md(scaling: dict[str, Any]) -> list[str]:
+    points = scaling["points"]
+    if not points:
+        return []
+    lines = [
+        "",
+        "## Scaling: VQ-GNN on synthetic graphs",
+        "",
+        "| nodes | edges | s/epoch | peak tensor MiB | peak RSS MiB | test acc |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        if "error" in p:
+            lines.append(f"| {p['requested_nodes']} | error: {p['error']} | | | | |")
+            continue
+        lines.append(
+            f"| {p['num_nodes']} | {p['num_edges']} | {p['s_per_epoch']:.3f} | "
+            f"{p['peak_tensor_mb']:.1f} | {p['peak_rss_mb']:.0f} | {p['test_acc']:.4f} |"
+        )
+    lines += [
+        "",
+        f"Growth exponent (least-squares slope of log y on log n): epoch time "
+        f"{_fmt(scaling.get('time_exponent'))}, peak tensor memory "
+        f"{_fmt(scaling.get('memory_exponent'))} (1 = linear in n). Peak tensor memory is "
+        "that of a one-epoch run (init pass, epoch, evaluation, inference), graph excluded.",
+    ]
+    return lines
+
+
+def _flops_md(bench: dict[str, Any]) -> list[str]:
+    rate = bench.get("flop_rate")
+    if not rate:
+        return []
+    return [
+        "",
+        "## FLOP rate",
+        "",
+        "| | GFLOP/s |",
+        "|---|---|",
+        f"| dense float32 matmul {bench['matmul']['size']}², {bench['matmul']['threads']} "
+        f"threads | {rate['matmul_gflops']:.1f} |",
+        f"| VQ-GNN training epoch | {rate['vq_epoch_gflops']:.2f} "
+        f"({100 * rate['share_of_matmul']:.1f}% of matmul) |",
+        "",
+        "Epoch FLOPs: dense operators by torch.utils.flop_counter.FlopCounterMode, sparse "
+        "products as 2 x nnz x width (FlopCounterMode has no sparse formula); elementwise, "
+        f"gather and scatter work counts zero. Counted over {rate['batches_counted']} batches, "
+        "scaled to the epoch, divided by the median epoch time.",
+    ]
+
+
+def _targets_md(targets: list[dict[str, Any]]) -> list[str]:
+    if not targets:
+        return []
+    lines = ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for t in targets:
+        lines.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else 'NO'} |")
+    return lines
+
+
+def plots(bench: dict[str, Any], out: Path) -> list[str]:
+    """Write ``convergence.png`` (Figure 4) and ``scaling.png``; their file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, rec in bench["methods"].items():
+        runs = rec.get("runs", [])
+        if runs:
+            ax.plot(
+                cumulative_times(runs[0]), [h["val_acc"] for h in runs[0]["history"]], label=name
+            )
+    for backbone, val in bench.get("references", {}).items():
+        ax.axhline(TARGET_SHARE * val, ls=":", lw=0.8, color="grey")
+        ax.annotate(f"98% full-{backbone}", (0, TARGET_SHARE * val), fontsize=7, color="grey")
+    ax.set_xlabel("training time (s)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"Convergence on {bench['dataset']} (seed {bench['seeds'][0]})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "convergence.png", dpi=120)
+    plt.close(fig)
+    written.append("convergence.png")
+
+    points = [p for p in bench["scaling"]["points"] if "error" not in p]
+    if points:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        n = [p["num_nodes"] for p in points]
+        for ax, key, label, exp in (
+            (axes[0], "s_per_epoch", "epoch time (s)", "time_exponent"),
+            (axes[1], "peak_tensor_mb", "peak tensor memory (MiB)", "memory_exponent"),
+        ):
+            ax.loglog(
+                n, [p[key] for p in points], "o-", label=f"exponent {_fmt(bench['scaling'][exp])}"
+            )
+            ax.set_xlabel("nodes")
+            ax.set_ylabel(label)
+            ax.grid(True, which="both", lw=0.3)
+            ax.legend()
+        axes[1].loglog(n, [p["peak_rss_mb"] for p in points], "s--", label="peak RSS (MiB)")
+        axes[1].legend()
+        fig.suptitle("VQ-GNN on synthetic graphs")
+        fig.tight_layout()
+        fig.savefig(out / "scaling.png", dpi=120)
+        plt.close(fig)
+        written.append("scaling.png")
+    return written
