@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vqgnn_dist.tune import add_tune_parser
 
     add_tune_parser(sub, _add_train_flags)
+    from vqgnn_dist.bench.cli import add_bench_parser
+
+    add_bench_parser(sub, _add_train_flags)
     return parser
 
 
