@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch_geometric.data import Data
 
-from vqgnn_dist.data.partition import partition_graph
+from vqgnn_dist.data.partition import partition_graph, read_shard
 from vqgnn_dist.data.synthetic import csbm
+from vqgnn_dist.dist.halo import local_graph
 from vqgnn_dist.dist.traffic import halo_feature_bytes, part_membership
 
 
@@ -41,3 +42,13 @@ def test_membership_matches_the_partition(tmp_path) -> None:
         assert int((part == entry["part"]).sum()) == entry["num_nodes"]
     got = halo_feature_bytes(data, part, num_layers=3, hidden=8, batch_size=64, seed=0)
     assert got["layerwise"] > 0 and got["sampled"] > 0
+
+
+def test_border_nodes_are_exactly_the_other_shards_halo(tmp_path) -> None:
+    data = csbm(num_nodes=400, num_classes=3, num_features=4, avg_degree=6, seed=1)
+    partition_graph(data, 3, tmp_path / "shards", method="metis")
+    shards = [read_shard(tmp_path / "shards", p) for p in range(3)]
+    published = torch.cat([s.node_ids[local_graph(s).border] for s in shards]).sort().values
+    needed = torch.unique(torch.cat([s.halo_ids for s in shards]))
+    assert torch.equal(published, needed)
+    assert published.numel() < data.num_nodes

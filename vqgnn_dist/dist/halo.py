@@ -3,7 +3,9 @@
 Local ids ``0..n_p-1`` are the owned nodes (in the shard's ascending global
 order), ``n_p..n_p+h-1`` the halo: out-of-shard neighbours. A worker never
 holds halo features; it needs only their codeword assignments, which their
-owners publish (small integers, exchanged through the codebook server).
+owners publish (small integers, exchanged through the codebook server). An
+owner publishes only its border nodes, the ones some other shard has in its
+halo.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class LocalGraph:
     index: GraphIndex
     num_owned: int
     global_ids: Tensor  # [n_p + h] global id of every local id
+    border: Tensor  # local ids of the owned nodes with a halo neighbour (ascending)
 
     @property
     def num_local(self) -> int:
@@ -47,4 +50,8 @@ def local_graph(shard: Shard) -> LocalGraph:
     rowptr = torch.cat([shard.indptr, shard.indptr[-1:].expand(h)])
     deg = torch.cat([shard.degree, shard.halo_degree]).to(torch.get_default_dtype())
     index = GraphIndex(rowptr, col, rowptr, col, deg)
-    return LocalGraph(index, n_p, torch.cat([owned, halo]))
+    # In a symmetric graph a node is in another shard's halo exactly when it has a
+    # neighbour there, i.e. a halo neighbour here: only these assignments are shared.
+    rows = torch.repeat_interleave(torch.arange(n_p), shard.indptr.diff())
+    border = torch.unique(rows[col >= n_p])
+    return LocalGraph(index, n_p, torch.cat([owned, halo]), border)

@@ -62,9 +62,15 @@ def _sync_gradients(model: torch.nn.Module) -> int:
 
 
 def _exchange_halo(model: VQGNN, shard, lg: LocalGraph, server, rank: int) -> int:
-    """Publish the owned nodes' assignments, then fetch the halo's; returns bytes moved."""
-    owned = [model.assignment(i)[: lg.num_owned].cpu().numpy() for i in range(model.num_layers)]
-    ray.get(server.put_assignments.remote(rank, shard.node_ids.numpy(), owned))
+    """Publish the border nodes' assignments, then fetch the halo's; returns bytes moved.
+
+    Assignments travel as the smallest integer type that holds k - 1 (one byte up to k = 256).
+    """
+    wire = torch.uint8 if model.codebooks[0].codebook_size <= 256 else model.assignment(0).dtype
+    border = lg.border.to(model.assignment(0).device)
+    owned = [model.assignment(i)[border].to(wire).cpu().numpy() for i in range(model.num_layers)]
+    ids = shard.node_ids[lg.border].numpy()
+    ray.get(server.put_assignments.remote(rank, ids, owned))
     dist.barrier()
     moved = sum(t.nbytes for t in owned)
     if shard.halo_ids.numel():
