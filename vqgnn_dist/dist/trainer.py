@@ -22,6 +22,7 @@ from ray.train import (
     Checkpoint,
     CheckpointConfig,
     FailureConfig,
+    LoggingConfig,
     RunConfig,
     ScalingConfig,
     UserCallback,
@@ -167,6 +168,8 @@ def train_distributed(
             storage_path=str(out / "ray"),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            # Ray Train logs every report with its metrics at INFO; EpochPrinter says it shorter.
+            logging_config=LoggingConfig(log_level="WARNING"),
             callbacks=[EpochPrinter(), *callbacks],
         ),
     )
