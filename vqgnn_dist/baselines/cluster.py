@@ -19,7 +19,7 @@ from vqgnn_dist.baselines.model import SampledBatch
 from vqgnn_dist.data.samplers import metis_parts
 
 
-class ClusterSampler:
+class ClusterGCNSampler:
     """Batches of ``parts_per_batch`` random METIS parts out of ``num_parts``."""
 
     def __init__(
@@ -34,6 +34,7 @@ class ClusterSampler:
         seed: int,
         generator: torch.Generator,
     ) -> None:
+        """Partition the graph of ``edge_index`` with METIS (pymetis, seeded) once."""
         device = csr.rowptr.device
         parts = metis_parts(edge_index.cpu(), csr.num_nodes, num_parts, seed)
         self.parts = [p.to(device) for p in parts]
@@ -43,6 +44,7 @@ class ClusterSampler:
 
     @property
     def steps_per_epoch(self) -> int:
+        """Batches per epoch: every part once, ``parts_per_batch`` at a time."""
         return -(-len(self.parts) // self.parts_per_batch)
 
     def epoch(self) -> list[Tensor]:

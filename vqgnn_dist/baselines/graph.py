@@ -29,10 +29,12 @@ class Csr:
 
     @property
     def num_nodes(self) -> int:
+        """Number of rows (nodes)."""
         return self.rowptr.numel() - 1
 
     @property
     def num_edges(self) -> int:
+        """Number of entries (edges, self-loops included)."""
         return self.col.numel()
 
     def degree(self, rows: Tensor) -> Tensor:

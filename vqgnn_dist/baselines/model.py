@@ -60,6 +60,7 @@ class SamplingGNN(nn.Module):
         num_layers: int,
         dropout: float = 0.5,
     ) -> None:
+        """Layers ``in_dim -> hidden -> ... -> out_dim``; ``model`` is ``gcn`` or ``sage``."""
         super().__init__()
         self.dropout = dropout
         dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
@@ -71,6 +72,7 @@ class SamplingGNN(nn.Module):
 
     @property
     def num_layers(self) -> int:
+        """Number of message-passing layers."""
         return len(self.convs)
 
     def layer(self, i: int, x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:

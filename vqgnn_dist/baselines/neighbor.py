@@ -45,6 +45,7 @@ class NeighborSampler:
         fanouts: tuple[int, ...],
         generator: torch.Generator,
     ) -> None:
+        """Seeds come from ``train_nodes``; ``fanouts[k]`` neighbours per node at hop k+1."""
         if any(f < 1 for f in fanouts):
             raise ValueError(f"fanouts must be integers >= 1, got {fanouts}")
         self.csr, self.train_nodes, self.batch_size = csr, train_nodes, batch_size
@@ -52,6 +53,7 @@ class NeighborSampler:
 
     @property
     def steps_per_epoch(self) -> int:
+        """Seed batches per epoch: every training node is a seed once."""
         return -(-self.train_nodes.numel() // self.batch_size)
 
     def sample(self, seeds: Tensor) -> NeighborSubgraph:

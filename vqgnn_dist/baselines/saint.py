@@ -55,6 +55,7 @@ class SaintRWSampler:
         root_pool: str = "train",
         presample: int = 100,
     ) -> None:
+        """Calibrate the root count, then run the seeded pre-sampling phase (Algorithm 2)."""
         if walk_length < 1 or presample < 1:
             raise ValueError(
                 f"walk_length and presample must be >= 1, got {walk_length} and {presample}"
@@ -67,7 +68,7 @@ class SaintRWSampler:
         self.n_train = int(train_mask.sum())
         all_nodes = torch.arange(csr.num_nodes, device=device)
         self.pool = all_nodes[train_mask] if root_pool == "train" else all_nodes
-        self.num_roots = self._calibrate_roots(batch_size)
+        self._calibrate_roots(batch_size)
         node_count = torch.zeros(csr.num_nodes, device=device)
         edge_count = torch.zeros(norm.num_edges, device=device)
         for _ in range(presample):
@@ -80,8 +81,8 @@ class SaintRWSampler:
         train_per_subgraph = float(node_count[train_mask].sum()) / presample
         self.steps_per_epoch = max(1, math.ceil(self.n_train / max(train_per_subgraph, 1.0)))
 
-    def _calibrate_roots(self, batch_size: int) -> int:
-        """Roots per subgraph so that a subgraph has about ``batch_size`` distinct nodes.
+    def _calibrate_roots(self, batch_size: int) -> None:
+        """Set ``num_roots`` so that a subgraph has about ``batch_size`` distinct nodes.
 
         Start from ``batch_size / (walk_length + 1)`` and rescale by the mean size
         of a few pilot subgraphs (walks overlap), ``CALIBRATION_ROUNDS`` times.
@@ -90,7 +91,6 @@ class SaintRWSampler:
         for _ in range(CALIBRATION_ROUNDS):
             pilot = sum(self.sample().numel() for _ in range(PILOT_SUBGRAPHS)) / PILOT_SUBGRAPHS
             self.num_roots = max(1, min(batch_size, round(self.num_roots * batch_size / pilot)))
-        return self.num_roots
 
     def sample(self) -> Tensor:
         """Distinct nodes visited by ``num_roots`` random walks of ``walk_length`` steps."""

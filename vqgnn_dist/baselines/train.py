@@ -32,7 +32,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from tqdm import tqdm
 
-from vqgnn_dist.baselines.cluster import ClusterSampler
+from vqgnn_dist.baselines.cluster import ClusterGCNSampler
 from vqgnn_dist.baselines.graph import Csr, edge_weights
 from vqgnn_dist.baselines.model import SampledBatch, SamplingGNN, layerwise_inference
 from vqgnn_dist.baselines.neighbor import NeighborSampler
@@ -46,7 +46,7 @@ IMPLEMENTATION = "plain torch (PyG loader needs pyg-lib/torch-sparse)"
 MODELS = {"ns-sage": ("sage",), "cluster-gcn": ("gcn", "sage"), "saint-rw": ("gcn", "sage")}
 DEFAULT_FANOUTS = (25, 10)
 
-Sampler = NeighborSampler | ClusterSampler | SaintRWSampler
+Sampler = NeighborSampler | ClusterGCNSampler | SaintRWSampler
 
 
 def check_inputs(method: str, cfg: TrainConfig, data: Data) -> None:
@@ -77,6 +77,11 @@ def check_inputs(method: str, cfg: TrainConfig, data: Data) -> None:
         )
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"--batch-size must be an integer >= 1, got {cfg.batch_size!r}")
+    if int(data.train_mask.sum()) == 0:
+        raise ValueError(
+            f"{getattr(data, 'name', 'the graph')}: train_mask selects no nodes; "
+            f"{method} needs training nodes (give the graph a split)"
+        )
 
 
 def fanouts_for(num_layers: int, fanouts: tuple[int, ...] = DEFAULT_FANOUTS) -> tuple[int, ...]:
@@ -109,14 +114,18 @@ def build_sampler(
     norm = Csr.from_edge_index(ei, n, w)
     train_mask = data.train_mask.to(device)
     if method == "ns-sage":
+        fanouts = fanouts or fanouts_for(cfg.num_layers)
+        if len(fanouts) != cfg.num_layers:
+            raise ValueError(
+                f"fanouts {tuple(fanouts)} give {len(fanouts)} hops but --num-layers is "
+                f"{cfg.num_layers}; give one fanout per layer"
+            )
         train_nodes = train_mask.nonzero().view(-1)
-        sampler = NeighborSampler(
-            csr, train_nodes, cfg.batch_size, fanouts or fanouts_for(cfg.num_layers), gen
-        )
+        sampler = NeighborSampler(csr, train_nodes, cfg.batch_size, fanouts, gen)
     elif method == "cluster-gcn":
         num_parts = min(cfg.num_parts, n)
         per_batch = max(1, round(cfg.batch_size / (n / num_parts)))
-        sampler = ClusterSampler(
+        sampler = ClusterGCNSampler(
             csr,
             data.edge_index,
             train_mask,
@@ -157,6 +166,7 @@ def _step(
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for queued CUDA work so that wall-clock timings cover it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -164,6 +174,7 @@ def _sync(device: torch.device) -> None:
 def _setup(
     method: str, cfg: TrainConfig, data: Data, sampler_options: dict[str, Any]
 ) -> tuple[torch.device, Sampler, Csr, SamplingGNN, torch.optim.Optimizer]:
+    """Checked inputs, then device, sampler, full-graph coefficients, model and optimiser."""
     check_inputs(method, cfg, data)
     torch.manual_seed(cfg.seed)
     device = pick_device()
