@@ -262,13 +262,15 @@ def sampling_step_at_messages(
     return {**best, "probes": [(s["batch_size"], s["batch_messages"]) for s in tried]}
 
 
-def vq_epoch_flops(cfg: TrainConfig, data: Data, max_batches: int = 20) -> dict[str, Any]:
-    """FLOPs of one VQ-GNN training epoch, counted over up to ``max_batches`` batches.
+def vq_trainer(
+    cfg: TrainConfig, data: Data
+) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], None]]:
+    """A fresh VQ-GNN ready to train: one epoch's batches and the training step.
 
-    A fresh model is initialised (not counted) and trained on the first batches
-    of an epoch under :func:`vqgnn_dist.bench.flops.count_flops`; the count is
-    scaled by all nodes / counted nodes. FLOPs do not depend on the weights'
-    values, only on the shapes and the blocks, so an untrained model counts the same.
+    Builds the graph index, the model and optimiser, runs the codebook init
+    pass over the batches, and returns them with ``step(batch)``: the step of
+    ``vqgnn_dist.train.loop`` (block, forward, loss plus blue term, backward,
+    optimiser step, codebook update), without its logging and evaluation.
     """
     device = pick_device()
     n = data.num_nodes
@@ -286,8 +288,53 @@ def vq_epoch_flops(cfg: TrainConfig, data: Data, max_batches: int = 20) -> dict[
         opt.step()
         model.update_codebooks(batch)
 
+    return batches, step
+
+
+def vq_epoch_flops(cfg: TrainConfig, data: Data, max_batches: int = 20) -> dict[str, Any]:
+    """FLOPs of one VQ-GNN training epoch, counted over up to ``max_batches`` batches.
+
+    A fresh model (:func:`vq_trainer`, init not counted) trains on the first
+    batches of an epoch under :func:`vqgnn_dist.bench.flops.count_flops`; the
+    count is scaled by all nodes / counted nodes. FLOPs depend on the shapes
+    and the blocks, not on the weights' values, so an untrained model counts the same.
+    """
+    batches, step = vq_trainer(cfg, data)
     flops, nodes = 0, 0
     for batch in batches[:max_batches]:
         flops += count_flops(lambda batch=batch: step(batch))[1]
         nodes += batch.numel()
-    return {"flops_per_epoch": flops * n / nodes, "batches_counted": min(max_batches, len(batches))}
+    return {
+        "flops_per_epoch": flops * data.num_nodes / nodes,
+        "batches_counted": min(max_batches, len(batches)),
+    }
+
+
+def vq_scaling_point(cfg: TrainConfig, data: Data, epochs: int) -> dict[str, Any]:
+    """VQ-GNN epoch time and peak tensor memory on ``data`` (the scaling runs).
+
+    Time: the median of ``epochs`` timed epochs of :func:`vq_trainer`'s step.
+    Memory: a second, tracked run of the whole setup (graph index, model with its
+    per-node tables, init pass) and one epoch; the graph's own tensors are inputs.
+    Tracking slows every operator, hence two runs. No evaluation pass is run.
+    """
+    batches, step = vq_trainer(cfg, data)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        for batch in batches:
+            step(batch)
+        times.append(time.perf_counter() - t0)
+    del batches, step
+    with track_peak(pick_device()) as peak:
+        batches, step = vq_trainer(cfg, data)
+        for batch in batches:
+            step(batch)
+    return {
+        "num_nodes": data.num_nodes,
+        "num_edges": int(data.edge_index.shape[1]),
+        "s_per_epoch": statistics.median(times),
+        "steps_per_epoch": len(batches),
+        "peak_tensor_mb": peak.peak_mb,
+        "memory_source": peak.source,
+    }

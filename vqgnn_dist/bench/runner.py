@@ -152,31 +152,14 @@ def _fixed_messages(
     return {**m.sampling_step_at_messages(method, cfg, data, target, b), "target": target}
 
 
-def scaling_task(cfg: TrainConfig, num_nodes: int, epochs: int) -> dict[str, Any]:
-    """VQ-GNN on a synthetic graph of ``num_nodes`` nodes: s/epoch, then peak memory.
-
-    Time comes from an untracked run of ``epochs`` epochs (median epoch);
-    peak tensor memory from a second, tracked run of one epoch (init pass,
-    epoch, evaluation and inference), since tracking slows every operator.
-    """
-    from vqgnn_dist.bench.memory import track_peak
+def scaling_task(cfg: TrainConfig, epochs: int) -> dict[str, Any]:
+    """One scaling point in this (child) process: see :func:`methods.vq_scaling_point`."""
     from vqgnn_dist.data import load_graph
-    from vqgnn_dist.train.loop import pick_device, train
+    from vqgnn_dist.train.metrics import peak_rss_mb
 
     data = load_graph(cfg.dataset, None)
-    run = replace(cfg, method="vq", num_workers=0, epochs=epochs).validate()
-    result = m.train_vq(run, data, _printer(f"n={num_nodes}"))
-    with track_peak(pick_device()) as peak:
-        train(replace(run, epochs=1), data, progress=False)
-    return {
-        "num_nodes": data.num_nodes,
-        "num_edges": int(data.edge_index.shape[1]),
-        "s_per_epoch": result["s_per_epoch"],
-        "init_time_s": result["init_time_s"],
-        "peak_tensor_mb": peak.peak_mb,
-        "peak_rss_mb": result["peak_rss_mb"],
-        "test_acc": result["test_acc"],
-    }
+    point = m.vq_scaling_point(replace(cfg, method="vq", num_workers=0).validate(), data, epochs)
+    return {**point, "peak_rss_mb": peak_rss_mb()}
 
 
 # ------------------------------------------------------------------ driver
@@ -233,7 +216,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         spec = scaling_spec(opts.cfg.dataset, n)
         print(f"[scaling] VQ-GNN on {spec} ...", flush=True)
         cfg = replace(opts.cfg, dataset=spec, output_dir=f"{opts.cfg.output_dir}/runs/scaling/n{n}")
-        point = run_in_child(scaling_task, cfg=cfg, num_nodes=n, epochs=opts.scaling_epochs)
+        point = run_in_child(scaling_task, cfg=cfg, epochs=opts.scaling_epochs)
         bench["scaling"]["points"].append({"requested_nodes": n, **point})
         print(f"[scaling] n={n}: {report.scaling_line(point)}", flush=True)
         write_json_atomic(out / "bench.json", bench)
