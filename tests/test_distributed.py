@@ -8,6 +8,8 @@ hold the same codewords after every sync.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import ray
 import torch
@@ -23,6 +25,7 @@ from vqgnn_dist.dist.trainer import train_distributed
 from vqgnn_dist.nn.block import GraphIndex
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.train.loop import build_vq_model, make_optimizer, save_model
+from vqgnn_dist.vq.codebook import merge_stats
 
 pytestmark = pytest.mark.ray
 
@@ -68,7 +71,8 @@ def union_reference(cfg: TrainConfig, data: Data, shard_dir, init: dict) -> VQGN
         ids.append(lg.global_ids)
     for epoch in range(1, cfg.epochs + 1):
         per_worker = [s.epoch(epoch) for s in samplers]
-        for step_batches in zip(*per_worker, strict=True):
+        pending = None
+        for i, step_batches in enumerate(zip(*per_worker, strict=True)):
             batch = torch.cat([g[b] for g, b in zip(ids, step_batches, strict=True)])
             logits, blue = model(data.x[batch], model.block(index, batch))
             mask = data.train_mask[batch]
@@ -77,17 +81,27 @@ def union_reference(cfg: TrainConfig, data: Data, shard_dir, init: dict) -> VQGN
             opt.zero_grad()
             (loss + blue).backward()
             opt.step()
-            model.update_codebooks(batch)
+            stats = model.codebook_stats()
+            model.set_assignments(batch, stats)
+            if pending is not None:
+                stats = [merge_stats([a, b]) for a, b in zip(pending, stats, strict=True)]
+            pending = stats
+            if (i + 1) % cfg.codebook_sync_every == 0 or i + 1 == steps:
+                model.apply_codebook_stats(pending)
+                pending = None
     return model
 
 
-@pytest.mark.parametrize("codebook_sync", ["server", "allreduce"])
+@pytest.mark.parametrize(("codebook_sync", "every"), [("server", 1), ("allreduce", 2)])
 def test_two_workers_equal_one_process_on_union_batches(
-    ray_cluster, tmp_path, codebook_sync: str
+    ray_cluster, tmp_path, codebook_sync: str, every: int
 ) -> None:
+    """Sync mode: server pushes every step, or all-reduce of statistics summed over 2 steps
+    (the reference then updates its codebooks every 2 steps from the union of 4 batches)."""
     data = two_components()
     cfg = TrainConfig(
         codebook_sync=codebook_sync,
+        codebook_sync_every=every,
         model="sage",
         num_workers=2,
         epochs=3,
@@ -119,9 +133,10 @@ def test_two_workers_equal_one_process_on_union_batches(
     assert result["codebook_consistent"]
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
     owned = [read_shard(tmp_path / "dist" / "shards", r).node_ids.numel() for r in range(2)]
-    steps = 3 * -(-max(owned) // 100)  # epochs x batches per worker
+    batches = math.ceil(max(owned) / 100)  # per worker and epoch
+    syncs = 3 * math.ceil(batches / every)
     assert (
-        result["history"][-1]["codebook_version"] == int(init_state["codebooks.0.version"]) + steps
+        result["history"][-1]["codebook_version"] == int(init_state["codebooks.0.version"]) + syncs
     )
 
     ref = union_reference(run_cfg, data, tmp_path / "dist" / "shards", init_state)

@@ -29,6 +29,8 @@ CHOICES = {
     "sampler": SAMPLERS,
     "optimizer": OPTIMIZERS,
     "codebook_sync": CODEBOOK_SYNCS,
+    "codebook_sync_every": "T: each worker sums its codebook statistics over T steps and "
+    "syncs once (one EMA update per T steps; T times fewer codebook bytes)",
     "codebook_wire": WIRES,
 }
 HELP = {
@@ -44,6 +46,8 @@ HELP = {
     "codewords at most s versions old while its push is in flight",
     "codebook_sync": "server = push statistics to the codebook server actor; allreduce = "
     "sum them with a collective and update locally (the server keeps the state per epoch)",
+    "codebook_sync_every": "T: each worker sums its codebook statistics over T steps and "
+    "syncs once (one EMA update per T steps; T times fewer codebook bytes)",
     "codebook_wire": "fp16 sends counts, sums and codewords in half precision (half the bytes)",
     "max_failures": "worker failures Ray Train recovers from (restart from the last checkpoint)",
     "fail_at_step": "testing only: crash worker 0 once at this global step",

@@ -51,6 +51,7 @@ class TrainConfig:
     num_workers: int = 0
     halo_sync_every: int = 0
     codebook_staleness: int = 0
+    codebook_sync_every: int = 1
     codebook_sync: str = "server"
     codebook_wire: str = "fp32"
     max_failures: int = 2
@@ -79,6 +80,7 @@ class TrainConfig:
             "num_layers",
             "heads",
             "hits_k",
+            "codebook_sync_every",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -34,6 +34,7 @@ from vqgnn_dist.dist.halo import LocalGraph, local_graph
 from vqgnn_dist.dist.server import codebook_state, load_codebook_state, payload_bytes, stats_payload
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.train.loop import make_optimizer
+from vqgnn_dist.vq.codebook import merge_stats
 
 CHECKPOINT_FILE = "worker-{rank}.pt"
 
@@ -224,7 +225,8 @@ def train_worker(config: dict[str, Any]) -> None:
         sync_time, losses, inflight = 0.0, [], deque()
         moved = {"codebook": 0, "allreduce": 0, "halo": halo_bytes}
         halo_bytes = 0
-        for i, batch in enumerate(sampler.epoch(epoch)):
+        batches, local = sampler.epoch(epoch), None
+        for i, batch in enumerate(batches):
             step += 1
             if step == cfg.fail_at_step and rank == 0 and not _marker(config).exists():
                 _marker(config).touch()
@@ -243,19 +245,25 @@ def train_worker(config: dict[str, Any]) -> None:
             opt.step()
             stats = model.codebook_stats()
             model.set_assignments(batch, stats)
-            s0 = time.perf_counter()
-            if cfg.codebook_sync == "allreduce":
-                merged, nbytes = allreduce_stats(stats, candidates, cfg.codebook_wire)
-                model.apply_codebook_stats(merged)
-                moved["codebook"] += nbytes
-            else:
-                payload = stats_payload(stats, cfg.codebook_wire)
-                moved["codebook"] += payload_bytes(payload)
-                inflight.append(server.push.remote(rank, step, payload))
-                # Go on with codewords at most `codebook_staleness` versions old.
-                while len(inflight) > cfg.codebook_staleness:
-                    moved["codebook"] += _load_answer(model, inflight.popleft())
-            sync_time += time.perf_counter() - s0
+            # Sum the statistics of `codebook_sync_every` steps, then sync them once.
+            if local is not None:
+                stats = [merge_stats([a, b]) for a, b in zip(local, stats, strict=True)]
+            local = stats
+            if (i + 1) % cfg.codebook_sync_every == 0 or i + 1 == len(batches):
+                s0 = time.perf_counter()
+                if cfg.codebook_sync == "allreduce":
+                    merged, nbytes = allreduce_stats(stats, candidates, cfg.codebook_wire)
+                    model.apply_codebook_stats(merged)
+                    moved["codebook"] += nbytes
+                else:
+                    payload = stats_payload(stats, cfg.codebook_wire)
+                    moved["codebook"] += payload_bytes(payload)
+                    inflight.append(server.push.remote(rank, step, payload))
+                    # Go on with codewords at most `codebook_staleness` versions old.
+                    while len(inflight) > cfg.codebook_staleness:
+                        moved["codebook"] += _load_answer(model, inflight.popleft())
+                sync_time += time.perf_counter() - s0
+                local = None
             losses.append(float(loss.detach()))
             if cfg.halo_sync_every and (i + 1) % cfg.halo_sync_every == 0:
                 moved["halo"] += _exchange_halo(model, shard, lg, server, rank)
