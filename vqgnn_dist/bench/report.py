@@ -403,18 +403,19 @@ def plots(bench: dict[str, Any], out: Path) -> list[str]:
     if points:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         n = [p["num_nodes"] for p in points]
-        for ax, key, label, exp in (
-            (axes[0], "s_per_epoch", "epoch time (s)", "time_exponent"),
-            (axes[1], "peak_tensor_mb", "peak tensor memory (MiB)", "memory_exponent"),
+        for ax, key, label, name, exp in (
+            (axes[0], "s_per_epoch", "epoch time (s)", "epoch time", "time_exponent"),
+            (axes[1], "peak_tensor_mb", "peak memory (MiB)", "peak tensors", "memory_exponent"),
         ):
-            ax.loglog(
-                n, [p[key] for p in points], "o-", label=f"exponent {_fmt(bench['scaling'][exp])}"
-            )
+            slope = _fmt(bench["scaling"][exp])
+            ax.loglog(n, [p[key] for p in points], "o-", label=f"{name}, exponent {slope}")
             ax.set_xlabel("nodes")
             ax.set_ylabel(label)
             ax.grid(True, which="both", lw=0.3)
             ax.legend()
-        axes[1].loglog(n, [p["peak_rss_mb"] for p in points], "s--", label="peak RSS (MiB)")
+        axes[1].loglog(
+            n, [p["peak_rss_mb"] for p in points], "s--", label="peak RSS of the process"
+        )
         axes[1].legend()
         fig.suptitle("VQ-GNN on synthetic graphs")
         fig.tight_layout()
