@@ -18,10 +18,10 @@ Sparse COO/CSR tensors count their index and value storages.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -29,7 +29,6 @@ from torch.utils._pytree import tree_leaves
 
 from vqgnn_dist.train.metrics import peak_rss_mb
 
-T = TypeVar("T")
 MB = 1024 * 1024
 
 
@@ -132,10 +131,3 @@ def track_peak(device: torch.device | str = "cpu") -> Iterator[MemoryPeak]:
         result.peak_bytes = tracker.peak_bytes
         result.source = "cpu tensor tracker (TorchDispatchMode)"
     result.peak_rss_mb = peak_rss_mb()
-
-
-def measure_peak(fn: Callable[[], T], device: torch.device | str = "cpu") -> tuple[T, MemoryPeak]:
-    """Call ``fn()`` under :func:`track_peak`; return its result and the measured peak."""
-    with track_peak(device) as peak:
-        out = fn()
-    return out, peak
