@@ -106,14 +106,16 @@ def _nearest(z: Tensor, cw: Tensor, chunk_elems: int = 1 << 24) -> tuple[Tensor,
     G, b, _ = z.shape
     k = cw.shape[1]
     step = max(1, chunk_elems // max(1, G * k))
-    c2 = (cw * cw).sum(-1)[:, None]  # [G, 1, k]
+    # ||c||^2 - 2 z.c as one product of [z, 1] and [-2c, ||c||^2]; ||z||^2 is the same
+    # for every codeword, so it is added to the minimum only.
+    c_aug = torch.cat([-2 * cw, (cw * cw).sum(-1, keepdim=True)], dim=-1).transpose(1, 2)
     index, dist = [], []
     for s in range(0, b, step):
         zs = z[:, s : s + step]
-        d = (zs * zs).sum(-1, keepdim=True) - 2 * zs @ cw.transpose(1, 2) + c2
+        d = torch.bmm(torch.cat([zs, zs.new_ones(*zs.shape[:2], 1)], dim=-1), c_aug)
         best, arg = d.min(-1)
         index.append(arg)
-        dist.append(best.clamp_min(0))
+        dist.append((best + (zs * zs).sum(-1)).clamp_min(0))
     return torch.cat(index, 1), torch.cat(dist, 1)
 
 
