@@ -103,3 +103,19 @@ def test_merged_worker_stats_equal_one_big_batch() -> None:
         for name, buf in one.named_buffers():
             torch.testing.assert_close(buf, dict(two.named_buffers())[name], rtol=1e-5, atol=1e-6)
     assert int(one.version) == int(two.version)
+
+
+def test_frozen_nearest_feature_codeword_matches_the_training_assignment() -> None:
+    gen = torch.Generator().manual_seed(3)
+    cb = ProductCodebook(num_features=10, codebook_size=16, group_size=4, grad_channels=2)
+    x = torch.randn(300, 10, generator=gen) * 2 - 1
+    cb.seed_codewords(x, gen)
+    cb.apply_stats(cb.batch_stats(x, torch.randn(300, 20, generator=gen)))
+    fresh = torch.randn(50, 10, generator=gen)
+    assignment = cb.nearest_feature_codeword(fresh)
+    assert torch.equal(assignment, cb.batch_stats(fresh, None).assignment)
+    # And it is the nearest: no codeword of any group is closer in the whitened space.
+    D = cb.group_size
+    z = (cb._group_features(fresh) - cb.mean[:, :D]) / cb._std()[:, :D]
+    dist = ((z[:, :, None] - cb.whitened_codewords()[None, :, :, :D]) ** 2).sum(-1)
+    assert torch.equal(assignment, dist.argmin(-1))

@@ -223,10 +223,13 @@ class VQGNN(nn.Module):
                 table = self.assignment(layer)
                 if generator is not None and step == 0:
                     cb.seed_codewords(h, generator)
-                stats = cb.batch_stats(h, None)
-                if generator is not None:
+                if generator is None:
+                    assignment = cb.nearest_feature_codeword(h)
+                else:
+                    stats = cb.batch_stats(h, None)
                     cb.apply_stats(stats, with_gradients=False)
-                table[batch] = stats.assignment.to(table.dtype)
+                    assignment = stats.assignment
+                table[batch] = assignment.to(table.dtype)
                 rows = torch.cat([h, cb.feature_codewords(table[block.outside])])
                 if isinstance(conv, GlobalAttentionConv):
                     conv.bind(cb, table, block)

@@ -406,5 +406,10 @@ class ProductCodebook(nn.Module):
 
     @torch.no_grad()
     def nearest_feature_codeword(self, x: Tensor) -> Tensor:
-        """Assignments [n, G] of unseen nodes by their nearest feature codeword (inductive)."""
-        return self.batch_stats(x, None).assignment
+        """Assignments [n, G] by the nearest feature codeword in the whitened space, codebook
+        frozen (inference, unseen nodes); the assignment of :meth:`batch_stats` without
+        gradients, without its statistics."""
+        D = self.group_size
+        z = (self._group_features(x) - self.mean[:, :D]) / self._std()[:, :D]
+        assign, _ = _nearest(z.transpose(0, 1), self.whitened_codewords()[..., :D])
+        return assign.t().contiguous()
