@@ -117,3 +117,17 @@ def test_example_configs_are_valid() -> None:
     assert found, "configs/ holds example run files"
     for path in found:
         TrainConfig.from_yaml(path)
+
+
+def test_distributed_flags_parse_to_their_fields() -> None:
+    from vqgnn_dist.cli import _config, build_parser
+
+    argv = ["train", "--codebook-sync-every", "3", "--codebook-wire", "fp16"]
+    argv += ["--codebook-sync", "allreduce", "--halo-sync-every", "2", "--lr", "0.5"]
+    cfg = _config(build_parser().parse_args(argv))
+    assert (cfg.codebook_sync_every, cfg.codebook_wire, cfg.codebook_sync) == (
+        3,
+        "fp16",
+        "allreduce",
+    )
+    assert (cfg.halo_sync_every, cfg.lr) == (2, 0.5)

@@ -29,8 +29,6 @@ CHOICES = {
     "sampler": SAMPLERS,
     "optimizer": OPTIMIZERS,
     "codebook_sync": CODEBOOK_SYNCS,
-    "codebook_sync_every": "T: each worker sums its codebook statistics over T steps and "
-    "syncs once (one EMA update per T steps; T times fewer codebook bytes)",
     "codebook_wire": WIRES,
 }
 HELP = {
