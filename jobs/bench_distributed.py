@@ -1,7 +1,8 @@
 """Benchmark of distributed VQ-GNN: per-step time in-process and with P workers, the share
-of step time spent in codebook sync (server or all-reduce, fp32 or fp16 wire, synchronous or
-with bounded staleness), and the bytes moved per epoch next to what shipping halo features
-would cost (layer-wise exact exchange, and DistDGL-style sampled L-hop input features).
+of step time spent in codebook sync (server or all-reduce, fp32 or fp16 wire, synchronous
+or with bounded staleness, every step or every T steps), and the bytes moved per epoch next
+to what shipping halo features would cost (layer-wise exact exchange, and DistDGL-style
+sampled L-hop input features).
 
     python jobs/bench_distributed.py --out runs/bench-distributed
 
@@ -35,6 +36,10 @@ RUNS = {
     "allreduce16": (
         "P workers, all-reduce, fp16",
         {"codebook_sync": "allreduce", "codebook_wire": "fp16"},
+    ),
+    "allreduce16x4": (
+        "P workers, all-reduce, fp16, sync every 4 steps",
+        {"codebook_sync": "allreduce", "codebook_wire": "fp16", "codebook_sync_every": 4},
     ),
 }
 
