@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from vqgnn_dist.dist.allreduce import allreduce_stats
+from vqgnn_dist.dist.server import _to_stats, codebook_state, load_codebook_state, stats_payload
 from vqgnn_dist.vq.codebook import ProductCodebook, merge_stats
 
 
@@ -26,6 +27,8 @@ def _codebook_and_halves() -> tuple[ProductCodebook, list[tuple[torch.Tensor, to
     g = torch.randn(40, 10, generator=gen) * 1e-3
     cb.seed_codewords(x, gen)
     cb.set_moments(x, g)
+    # Far outside the running moments: whitened sums beyond the half-precision range.
+    x = x * 5000
     # Worker 1 has only 5 nodes: fewer candidates (5) than the budget (8).
     return cb, [(x[:35], g[:35]), (x[35:], g[35:])]
 
@@ -65,4 +68,19 @@ def test_allreduce_merge_equals_merge_stats() -> None:
             )
         assert moved0 == moved1 > 0
         moved[wire] = moved0
-    assert moved["fp16"] < 0.6 * moved["fp32"]
+    assert moved["fp16"] < 0.7 * moved["fp32"]
+    assert float(expected.total.abs().max()) > 65504  # would overflow as a half sum
+
+
+def test_server_payload_fp16_keeps_large_sums() -> None:
+    cb, halves = _codebook_and_halves()
+    stats = cb.batch_stats(*halves[0])
+    back = _to_stats(stats_payload([stats], "fp16")[0])
+    scale = float(stats.total.abs().max())
+    assert scale > 65504
+    torch.testing.assert_close(back.total, stats.total, rtol=2e-3, atol=2e-3 * scale)
+    torch.testing.assert_close(back.count, stats.count, rtol=0, atol=0)
+    state = codebook_state([cb], "fp16")
+    copy = ProductCodebook(num_features=10, codebook_size=6, group_size=4, grad_channels=1)
+    load_codebook_state([copy], state)
+    torch.testing.assert_close(copy.codewords(), cb.codewords(), rtol=2e-3, atol=1e-3)

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from vqgnn_dist.dist.server import HALF_KEYS
+from vqgnn_dist.dist.server import FP16_MAX, per_count
 from vqgnn_dist.vq.codebook import CodebookStats, merge_candidates
 
 ADDITIVE = ("count", "total", "moment_n", "moment_sum", "moment_sumsq", "sq_err", "sq_norm")
@@ -26,8 +26,6 @@ ADDITIVE = ("count", "total", "moment_n", "moment_sum", "moment_sumsq", "sq_err"
 def _sum_flat(tensors: list[Tensor], dtype: torch.dtype) -> tuple[list[Tensor], int]:
     """All-reduce (sum) a list of tensors as one flat buffer of ``dtype``; returns the sums
     in their own shapes and dtypes, and the bytes this worker sent and received (ring)."""
-    if not tensors:
-        return [], 0
     flat = torch.cat([t.reshape(-1).to(dtype) for t in tensors])
     dist.all_reduce(flat)
     out, offset = [], 0
@@ -47,44 +45,42 @@ def allreduce_stats(
     gave fewer pads with error -inf, and padding never survives the merge. On
     the ``fp16`` wire the per-codeword tensors travel in half precision.
     """
-    keys = [(i, k) for i in range(len(stats)) for k in ADDITIVE]
-    half = [(i, k) for i, k in keys if wire == "fp16" and k in HALF_KEYS]
-    full = [key for key in keys if key not in half]
-    sums: dict[tuple[int, str], Tensor] = {}
-    moved = 0
-    for keys, dtype in ((full, stats[0].count.dtype), (half, torch.float16)):
-        values, nbytes = _sum_flat([getattr(stats[i], k) for i, k in keys], dtype)
-        sums.update(zip(keys, values, strict=True))
+    half = wire == "fp16"
+    keys = [(i, k) for i in range(len(stats)) for k in ADDITIVE if not (half and k == "total")]
+    values, moved = _sum_flat([getattr(stats[i], k) for i, k in keys], stats[0].count.dtype)
+    sums: dict[tuple[int, str], Tensor] = dict(zip(keys, values, strict=True))
+    if half:
+        # Each worker sends its share of the global per-codeword mean, sum_w / n, which
+        # stays in the range of the whitened vectors; the reduced means times n are the sums.
+        counts = [sums[(i, "count")] for i in range(len(stats))]
+        shares = [per_count(s.total, n) for s, n in zip(stats, counts, strict=True)]
+        means, nbytes = _sum_flat(shares, torch.float16)
         moved += nbytes
+        for i, (m, n) in enumerate(zip(means, counts, strict=True)):
+            sums[(i, "total")] = m * n[..., None]
 
-    world = dist.get_world_size()
-    cand_dtype = torch.float16 if wire == "fp16" else stats[0].candidate.dtype
-    padded, layout = [], []
+    cand_dtype = torch.float16 if half else stats[0].candidate.dtype
+    cands, errs = [], []
     for s, c in zip(stats, num_candidates, strict=True):
         G, have, E = s.candidate.shape
         cand = s.candidate.new_zeros(G, c, E)
         err = s.candidate_err.new_full((G, c), float("-inf"))
         cand[:, :have], err[:, :have] = s.candidate, s.candidate_err
-        padded += [cand.reshape(-1), err.reshape(-1)]
-        layout.append((G, c, E, have))
-    flat = torch.cat(padded).to(cand_dtype)
-    gathered = [torch.empty_like(flat) for _ in range(world)]
-    dist.all_gather(gathered, flat)
-    moved += 2 * (world - 1) * flat.numel() * flat.element_size()
-    have = torch.tensor([h for *_, h in layout], device=flat.device)
-    have_all = [torch.empty_like(have) for _ in range(world)]
-    dist.all_gather(have_all, have)
+        cands.append(cand.clamp(-FP16_MAX, FP16_MAX) if half else cand)
+        errs.append(err)
+    have = torch.tensor([float(s.candidate.shape[1]) for s in stats], device=errs[0].device)
+    # Vectors on the wire's precision; their errors (which decide the merge) in full.
+    all_cands, nbytes = _gather_flat(cands, cand_dtype)
+    moved += nbytes
+    all_errs, nbytes = _gather_flat([*errs, have], errs[0].dtype)
+    moved += nbytes
 
-    merged, offset = [], 0
-    for i, (s, (G, c, E, _)) in enumerate(zip(stats, layout, strict=True)):
-        cands, errs = [], []
-        for part in gathered:
-            part = part[offset : offset + G * c * (E + 1)]
-            cands.append(part[: G * c * E].view(G, c, E).to(s.candidate.dtype))
-            errs.append(part[G * c * E :].view(G, c).to(s.candidate_err.dtype))
-        offset += G * c * (E + 1)
-        keep = min(c, sum(int(h[i]) for h in have_all))
-        cand, err = merge_candidates(cands, errs, keep)
+    merged = []
+    for i, (s, c) in enumerate(zip(stats, num_candidates, strict=True)):
+        keep = min(c, int(sum(float(rank[-1][i]) for rank in all_errs)))
+        cand, err = merge_candidates(
+            [rank[i] for rank in all_cands], [rank[i] for rank in all_errs], keep
+        )
         merged.append(
             CodebookStats(
                 assignment=s.assignment.new_empty(0),
@@ -94,3 +90,20 @@ def allreduce_stats(
             )
         )
     return merged, moved
+
+
+def _gather_flat(tensors: list[Tensor], dtype: torch.dtype) -> tuple[list[list[Tensor]], int]:
+    """All-gather a list of tensors as one flat buffer of ``dtype``; returns, per rank, the
+    tensors in their own shapes and dtypes, and the bytes this worker sent and received."""
+    flat = torch.cat([t.reshape(-1).to(dtype) for t in tensors])
+    world = dist.get_world_size()
+    gathered = [torch.empty_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    out = []
+    for part in gathered:
+        offset, rank = 0, []
+        for t in tensors:
+            rank.append(part[offset : offset + t.numel()].view_as(t).to(t.dtype))
+            offset += t.numel()
+        out.append(rank)
+    return out, 2 * (world - 1) * flat.numel() * flat.element_size()
