@@ -215,7 +215,7 @@ def _run_full(cfg, data, sub, seen, device, progress):
         model.eval()
         with torch.no_grad():
             logits = model(x, ei)
-        rec = _record(epoch, float(loss), dt, logits, data)
+        rec = _record(epoch, float(loss.detach()), dt, logits, data)
         history.append(rec)
         if progress:
             _log(bar, rec)
@@ -252,7 +252,7 @@ def _run_vq(cfg, data, sub, seen, device, progress):
             (loss + blue).backward()
             opt.step()
             model.update_codebooks(batch)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         dt = time.perf_counter() - t0
         train_time += dt
         rec = _record(epoch, sum(losses) / len(losses), dt, evaluator.predict(model), data)

@@ -175,7 +175,7 @@ def _train_full_graph(
             logits = model(x, ei)
         rec = {
             "epoch": epoch,
-            "loss": float(loss),
+            "loss": float(loss.detach()),
             "time_s": dt,
             **{
                 f"{s}_acc": accuracy(logits, y, m)
@@ -219,7 +219,7 @@ def _train_vq(cfg: TrainConfig, data: Data, device: torch.device, progress: bool
             (loss + blue).backward()
             opt.step()
             stats = model.update_codebooks(batch)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             for i, s in enumerate(stats):
                 sq_err[i] += float(s.sq_err)
                 sq_norm[i] += float(s.sq_norm)
