@@ -8,9 +8,8 @@ import torch
 from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data import csbm
 from vqgnn_dist.data.errors import DataError
-from vqgnn_dist.data.splits import random_link_split, symmetric_edge_index
-from vqgnn_dist.nn.block import GraphIndex
-from vqgnn_dist.train.link import batch_pairs, link_metrics
+from vqgnn_dist.data.splits import random_link_split
+from vqgnn_dist.train.link import LinkBatchSampler, link_metrics
 from vqgnn_dist.train.loop import train
 
 
@@ -51,18 +50,38 @@ def test_random_split_is_disjoint_seeded_and_covers_every_edge() -> None:
     assert not torch.equal(other["test"]["edge"], split["test"]["edge"])
 
 
-def test_batch_pairs_are_exactly_the_training_edges_inside_the_batch() -> None:
+def test_link_batches_cover_every_training_edge_once_per_epoch() -> None:
     data = small_graph()
     n = data.num_nodes
     pairs = random_link_split(data.edge_index, n, seed=0)["train"]["edge"]
-    index = GraphIndex.from_edge_index(symmetric_edge_index(pairs), n)
-    batch = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:120]
-    got = batch_pairs(batch, (index.rowptr, index.col), n)
-    got_global = _keys(batch[got], n)
-    inside = torch.zeros(n, dtype=torch.bool)
-    inside[batch] = True
-    want = _keys(pairs[inside[pairs[:, 0]] & inside[pairs[:, 1]]], n)
-    assert got_global == want and got.shape[0] == len(want) > 0
+    sampler = LinkBatchSampler(pairs, n, batch_size=60, seed=0)
+    steps = sampler.epoch(1)
+    assert len(steps) == len(sampler) == -(-pairs.shape[0] // 15)
+    seen: list[int] = []
+    for step in steps:
+        assert step.nodes.numel() <= 60
+        assert torch.equal(step.nodes, step.nodes.unique())
+        assert step.pos.shape == step.neg.shape
+        glob = step.nodes[step.pos]
+        seen += (glob.min(1).values * n + glob.max(1).values).tolist()
+    # Each training edge exactly once (no repeats, none missing).
+    assert sorted(seen) == sorted(_keys(pairs, n))
+    again, other = sampler.epoch(1), sampler.epoch(2)
+    for a, b in zip(again, steps, strict=True):
+        assert torch.equal(a.nodes, b.nodes) and torch.equal(a.neg, b.neg)
+    assert not torch.equal(other[0].nodes, steps[0].nodes)
+
+
+def test_link_negatives_are_uniform_node_pairs() -> None:
+    """Negatives follow the full-graph objective's distribution: uniform over all nodes."""
+    n = 50
+    pairs = torch.stack([torch.zeros(400, dtype=torch.long), torch.arange(400) % 49 + 1], 1)
+    sampler = LinkBatchSampler(pairs, n, batch_size=40, seed=0)
+    ends = torch.cat([s.nodes[s.neg].view(-1) for e in range(5) for s in sampler.epoch(e)])
+    counts = torch.bincount(ends, minlength=n).float()
+    # 4000 endpoints over 50 nodes: 80 each; the chi-square is near 49 when uniform.
+    chi2 = float(((counts - counts.mean()) ** 2 / counts.mean()).sum())
+    assert chi2 < 100, chi2
 
 
 def test_link_metrics_hits_and_mrr() -> None:

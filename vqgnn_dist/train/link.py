@@ -5,13 +5,15 @@ pair from the two embeddings: ``dot`` (h_u . h_v) or ``mlp`` (an MLP on
 h_u * h_v). Training uses binary cross-entropy on positive edges and sampled
 negative pairs.
 
-* VQ-GNN: mini-batches of nodes; the positives are the training edges with
-  both endpoints in the batch, the negatives as many random pairs of batch
-  nodes. Messages from outside the batch come from codewords (Eq. 6), the
+Both methods take the same steps (:class:`LinkBatchSampler`): an epoch is one
+pass over the training edges in chunks, each chunk with as many uniformly
+random node pairs as negatives.
+
+* VQ-GNN: a step's node batch is the endpoints of its positives and
+  negatives. Messages from outside the batch come from codewords (Eq. 6), the
   blue messages of Eq. 7 are added to the loss, and the codebooks follow the
   EMA exactly as in node classification.
-* full-graph: one forward over the training graph per epoch, all training
-  edges as positives.
+* full-graph: one exact forward over the whole training graph per step.
 
 Message passing uses only the training edges (no val/test edge is in the
 training graph). Evaluation embeds every node (VQ-GNN: mini-batch inference
@@ -22,6 +24,7 @@ and MRR through ogb's ``Evaluator``.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -170,33 +173,93 @@ def _log(bar: tqdm, rec: dict[str, Any], k: int) -> None:
     )
 
 
-def _run_full(cfg, graph, pred, split, device, progress):
+@dataclass
+class LinkBatch:
+    """One training step: ``nodes`` [b] (global ids), ``pos`` / ``neg`` [c, 2] (batch-local ids)."""
+
+    nodes: Tensor
+    pos: Tensor
+    neg: Tensor
+
+
+class LinkBatchSampler:
+    """Edge-driven mini-batches: every training edge is a positive exactly once per epoch.
+
+    An epoch permutes the training edges and cuts them into chunks of
+    ``max(1, batch_size // 4)`` edges. Each chunk is paired with as many
+    uniformly random node pairs as negatives, and the step's node batch is the
+    union of all their endpoints, so it never exceeds ``batch_size`` nodes.
+
+    The batch loss is then an unbiased estimate of the full-graph link loss
+    (mean BCE over all training edges plus mean BCE over uniform node pairs),
+    which random node batches are not: with ``p`` disjoint batches of ``n / p``
+    nodes an edge falls inside one batch with probability ``1 / p``, so an
+    epoch of node batches sees only ``m / p`` of its ``m`` positives (Cora with
+    ``p = 2``: half of them; a large graph with ``p = 100``: one percent).
+    Full-graph and VQ-GNN runs of one seed get the same chunks and negatives.
+    """
+
+    def __init__(self, pairs: Tensor, num_nodes: int, batch_size: int, seed: int = 0) -> None:
+        if pairs.shape[0] == 0:
+            raise ConfigError("--task link needs training edges, but the split left none")
+        self.pairs, self.num_nodes, self.seed = pairs, num_nodes, seed
+        self.edges_per_batch = max(1, batch_size // 4)
+
+    def __len__(self) -> int:
+        return -(-self.pairs.shape[0] // self.edges_per_batch)
+
+    def epoch(self, epoch: int) -> list[LinkBatch]:
+        """The steps of one epoch; the same (seed, epoch) gives the same steps."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(self.pairs.shape[0], generator=g)
+        out = []
+        for chunk in perm.split(self.edges_per_batch):
+            pos = self.pairs[chunk]
+            neg = torch.randint(self.num_nodes, pos.shape, generator=g)
+            nodes, local = torch.unique(torch.cat([pos, neg]).view(-1), return_inverse=True)
+            local = local.view(-1, 2)
+            out.append(LinkBatch(nodes, local[: pos.shape[0]], local[pos.shape[0] :]))
+        return out
+
+
+def _run_full(
+    cfg: TrainConfig,
+    graph: Data,
+    pred: LinkPredictor,
+    split: dict[str, dict[str, Tensor]],
+    device: torch.device,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], float]:
+    """Full-graph training: one exact forward over the training graph per step."""
     if cfg.model not in ("gcn", "sage", "gat"):
         raise ConfigError(f"--method full-graph supports gcn, sage and gat, not {cfg.model}")
     from vqgnn_dist.train.loop import build_full_graph_model, make_optimizer
 
     model = build_full_graph_model(cfg, graph.num_features, cfg.hidden).to(device)
     opt = make_optimizer(cfg, list(model.parameters()) + list(pred.parameters()))
-    x, ei = graph.x.to(device), graph.edge_index.to(device)
-    pos_pairs = split["train"]["edge"]
-    gen = torch.Generator().manual_seed(cfg.seed)
+    x, ei, n = graph.x.to(device), graph.edge_index.to(device), graph.num_nodes
+    sampler = LinkBatchSampler(split["train"]["edge"].cpu(), n, cfg.batch_size, cfg.seed)
     history, train_time = [], 0.0
     bar = tqdm(range(1, cfg.epochs + 1), desc="full-graph link", disable=not progress, leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
-        h = model(x, ei)
-        neg = torch.randint(graph.num_nodes, pos_pairs.shape, generator=gen).to(device)
-        loss = link_loss(_score(pred, h, pos_pairs), _score(pred, h, neg))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        losses = []
+        for step in sampler.epoch(epoch):
+            nodes = step.nodes.to(device)
+            h = model(x, ei)
+            pos, neg = nodes[step.pos.to(device)], nodes[step.neg.to(device)]
+            loss = link_loss(_score(pred, h, pos), _score(pred, h, neg))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
         dt = time.perf_counter() - t0
         train_time += dt
         model.eval()
         with torch.no_grad():
             h = model(x, ei)
-        rec = {"epoch": epoch, "loss": float(loss), "time_s": dt}
+        rec = {"epoch": epoch, "loss": sum(losses) / len(losses), "time_s": dt}
         rec.update(_evaluate(pred, h, split, cfg.hits_k))
         history.append(rec)
         if progress:
@@ -204,21 +267,15 @@ def _run_full(cfg, graph, pred, split, device, progress):
     return history, train_time
 
 
-def batch_pairs(batch: Tensor, pos_mask_csr: tuple[Tensor, Tensor], num_nodes: int) -> Tensor:
-    """Training edges [m_B, 2] with both endpoints in ``batch``, in batch-local ids."""
-    rowptr, col = pos_mask_csr
-    from vqgnn_dist.nn.block import gather_rows
-
-    local = torch.full((num_nodes,), -1, dtype=torch.long, device=batch.device)
-    local[batch] = torch.arange(batch.numel(), device=batch.device)
-    pos, other = gather_rows(rowptr, col, batch)
-    inside = local[other] >= 0
-    u, v = pos[inside], local[other[inside]]
-    keep = u < v  # each undirected edge once
-    return torch.stack([u[keep], v[keep]], dim=1)
-
-
-def _run_vq(cfg, graph, pred, split, device, progress):
+def _run_vq(
+    cfg: TrainConfig,
+    graph: Data,
+    pred: LinkPredictor,
+    split: dict[str, dict[str, Tensor]],
+    device: torch.device,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], float]:
+    """VQ-GNN training: approximate forward and backward of each step's nodes (Eq. 6, 7)."""
     from vqgnn_dist.train.loop import make_optimizer, make_sampler
 
     n = graph.num_nodes
@@ -238,13 +295,13 @@ def _run_vq(cfg, graph, pred, split, device, progress):
     ).to(device)
     opt = make_optimizer(cfg, list(model.parameters()) + list(pred.parameters()))
     x = graph.x.to(device)
-    sampler = make_sampler(cfg, graph)
+    sampler = LinkBatchSampler(split["train"]["edge"].cpu(), n, cfg.batch_size, cfg.seed)
     eval_batches = [b.to(device) for b in torch.arange(n).split(min(cfg.batch_size, n))]
     gen = torch.Generator().manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    model.init_codebooks(x, index, [b.to(device) for b in sampler.epoch(0)], gen)
+    node_batches = make_sampler(cfg, graph).epoch(0)
+    model.init_codebooks(x, index, [b.to(device) for b in node_batches], gen)
     train_time = time.perf_counter() - t0
-    csr = (index.rowptr, index.col)
     history = []
     bar = tqdm(
         range(1, cfg.epochs + 1), desc=f"vq-{cfg.model} link", disable=not progress, leave=False
@@ -253,18 +310,16 @@ def _run_vq(cfg, graph, pred, split, device, progress):
         model.train()
         t0 = time.perf_counter()
         losses = []
-        for batch in sampler.epoch(epoch):
-            batch = batch.to(device)
-            block = model.block(index, batch)
-            h, blue = model(x[batch], block)
-            pos = batch_pairs(batch, csr, n)
-            neg = torch.randint(batch.numel(), (max(pos.shape[0], 1), 2), generator=gen)
-            loss = link_loss(_score(pred, h, pos), _score(pred, h, neg.to(device)))
+        for step in sampler.epoch(epoch):
+            nodes = step.nodes.to(device)
+            h, blue = model(x[nodes], model.block(index, nodes))
+            pos, neg = step.pos.to(device), step.neg.to(device)
+            loss = link_loss(_score(pred, h, pos), _score(pred, h, neg))
             opt.zero_grad()
             (loss + blue).backward()
             opt.step()
-            model.update_codebooks(batch)
-            losses.append(float(loss))
+            model.update_codebooks(nodes)
+            losses.append(loss.item())
         dt = time.perf_counter() - t0
         train_time += dt
         h = model.predict(x, index, eval_batches)
