@@ -98,7 +98,7 @@ def merge_candidates(
     )
 
 
-def _nearest(z: Tensor, cw: Tensor, chunk_elems: int = 1 << 24) -> tuple[Tensor, Tensor]:
+def _nearest(z: Tensor, cw: Tensor, chunk_elems: int = 1 << 20) -> tuple[Tensor, Tensor]:
     """Nearest codeword per group: z [G, b, E], cw [G, k, E] -> (index, squared distance) [G, b].
 
     Works in chunks of nodes so the [G, chunk, k] distance block stays small.
