@@ -59,6 +59,11 @@ class VQGNN(nn.Module):
         heads: attention heads of hidden GAT layers.
         dropout: dropout on layer inputs (and GAT attention).
         decay: EMA decay of the codebooks.
+        last_layer_gradients: whether the last layer's codewords carry a gradient part
+            (the blue messages of Eq. 7 into the last layer). Without it the last layer
+            sends no blue messages and assigns nodes by their features alone: right
+            when every node whose output enters the loss is in the batch, as in link
+            prediction, where outside receivers of the last layer have zero gradient.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class VQGNN(nn.Module):
         heads: int = 1,
         dropout: float = 0.5,
         decay: float = 0.99,
+        last_layer_gradients: bool = True,
     ) -> None:
         super().__init__()
         self.conv_name = conv
@@ -84,12 +90,13 @@ class VQGNN(nn.Module):
         dims = [in_dim] + [hidden] * (num_layers - 1)
         # Layer 0 reads constant input features: no gradient flows to them, so its
         # codewords need no gradient part (there are no blue messages to carry).
+        no_grads = {0} if last_layer_gradients else {0, num_layers - 1}
         self.codebooks = nn.ModuleList(
             ProductCodebook(
                 dims[i],
                 codebook_size,
                 group_size,
-                grad_channels=0 if i == 0 else self.convs[i].grad_channels,
+                grad_channels=0 if i in no_grads else self.convs[i].grad_channels,
                 decay=decay,
             )
             for i in range(num_layers)

@@ -11,8 +11,9 @@ random node pairs as negatives.
 
 * VQ-GNN: a step's node batch is the endpoints of its positives and
   negatives. Messages from outside the batch come from codewords (Eq. 6), the
-  blue messages of Eq. 7 are added to the loss, and the codebooks follow the
-  EMA exactly as in node classification.
+  blue messages of Eq. 7 are added to the loss for every layer but the last
+  (see :func:`build_link_vq_model`), and the codebooks follow the EMA as in
+  node classification.
 * full-graph: one exact forward over the whole training graph per step.
 
 Message passing uses only the training edges (no val/test edge is in the
@@ -267,6 +268,35 @@ def _run_full(
     return history, train_time
 
 
+def build_link_vq_model(cfg: TrainConfig, in_dim: int, num_nodes: int) -> VQGNN:
+    """The VQ-GNN node encoder for link prediction (output width ``hidden``).
+
+    Its last layer keeps no gradient codewords, so it sends no blue messages
+    (Eq. 7) and assigns nodes by their features alone. A step's loss reads the
+    outputs of its batch nodes only (every endpoint of its positives and
+    negatives is in the batch), so the exact gradient at the outputs of the
+    last layer's outside receivers is zero: the blue messages Eq. 7 would send
+    them are zero too. Gradient codewords could not stand in for them anyway:
+    the gradient of a pair loss at a node depends on its partner, not on the
+    node's own representation, so codeword means of it are mostly noise, and
+    assigning by [feature | gradient] made the feature codewords worse.
+    """
+    return VQGNN(
+        cfg.model,
+        in_dim,
+        cfg.hidden,
+        cfg.hidden,
+        cfg.num_layers,
+        num_nodes,
+        cfg.codebook_size,
+        cfg.group_size,
+        cfg.heads,
+        cfg.dropout,
+        cfg.decay,
+        last_layer_gradients=False,
+    )
+
+
 def _run_vq(
     cfg: TrainConfig,
     graph: Data,
@@ -280,19 +310,7 @@ def _run_vq(
 
     n = graph.num_nodes
     index = GraphIndex.from_edge_index(graph.edge_index, n).to(device)
-    model = VQGNN(
-        cfg.model,
-        graph.num_features,
-        cfg.hidden,
-        cfg.hidden,
-        cfg.num_layers,
-        n,
-        cfg.codebook_size,
-        cfg.group_size,
-        cfg.heads,
-        cfg.dropout,
-        cfg.decay,
-    ).to(device)
+    model = build_link_vq_model(cfg, graph.num_features, n).to(device)
     opt = make_optimizer(cfg, list(model.parameters()) + list(pred.parameters()))
     x = graph.x.to(device)
     sampler = LinkBatchSampler(split["train"]["edge"].cpu(), n, cfg.batch_size, cfg.seed)
