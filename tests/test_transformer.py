@@ -161,3 +161,28 @@ def test_counts_weight_shared_codewords() -> None:
     conv._ctx = ctx
     out = conv.transform(conv.messages(x0, block), x0)[0]
     torch.testing.assert_close(out, ref)
+
+
+def test_far_label_graph_hides_labels_from_local_neighbourhoods() -> None:
+    """Same-community nodes are many hops apart, val/test communities are unseen in training,
+    and no node within 2 hops of a labelled node shares its class signal."""
+    from vqgnn_dist.data.task_synthetic import far_label_graph, min_same_community_hops
+
+    data = far_label_graph(num_communities=40, community_size=5, seed=0)
+    assert data.num_nodes == 200 and min_same_community_hops(data) == 20
+    community, masks = data.community, (data.train_mask, data.val_mask, data.test_mask)
+    seen = [set(community[m].tolist()) for m in masks]
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+    anchor = data.x[:, -4:].sum(1) > 0
+    assert not any(bool((m & anchor).any()) for m in masks)
+    # Anchors show their community's class; every member has it as label.
+    assert torch.equal(data.x[anchor, -4:].argmax(1), data.y[anchor])
+    for c in range(40):
+        assert data.y[community == c].unique().numel() == 1
+    # 2-hop receptive field: nodes of other communities only.
+    n = data.num_nodes
+    adj = torch.zeros(n, n)
+    adj[data.edge_index[0], data.edge_index[1]] = 1.0
+    reach = (adj + adj @ adj + torch.eye(n)) > 0
+    same = community[:, None] == community[None, :]
+    assert not bool((reach & same & ~torch.eye(n, dtype=torch.bool)).any())

@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
+from scipy.sparse.csgraph import shortest_path
 from torch_geometric.data import Data
 
 from vqgnn_dist.data.graph import coalesce_edges
@@ -76,40 +78,67 @@ def multi_csbm(
 
 
 def far_label_graph(
-    num_nodes: int = 1200,
-    num_codes: int = 30,
+    num_communities: int = 400,
+    community_size: int = 5,
+    anchors_per_community: int = 2,
     num_classes: int = 4,
-    code_dim: int = 8,
-    code_scale: float = 2.0,
-    anchor_frac: float = 0.25,
-    avg_degree: float = 4.0,
+    key_dim: int = 16,
+    key_noise: float = 0.1,
+    ring_neighbours: int = 2,
     seed: int = 0,
 ) -> Data:
-    """A graph whose labels can only be read from far-away same-code anchors (see module doc).
+    """A ring graph whose labels are carried only by nodes hundreds of hops away.
 
-    Features are ``[code vector + noise (code_dim) | class one-hot if anchor (C)]``.
-    Codes are split 60/20/20 into train/val/test codes; masks hold the
-    non-anchor nodes of those codes.
+    Construction (``n = num_communities * community_size`` nodes):
+
+    * Each community c draws a random key ``kappa_c ~ N(0, I_key_dim)`` and a
+      class ``y_c`` (classes balanced over communities). Its first
+      ``anchors_per_community`` members are anchors.
+    * Node features are ``[kappa_c + key_noise * eps | onehot(y_c) if anchor
+      else 0]``: every member shows its community's key, only anchors show the
+      class. Every member has label ``y_c``.
+    * Nodes sit on a ring; node at position p belongs to community
+      ``p mod num_communities``, so members of one community are
+      ``num_communities`` positions apart. Each node links to its
+      ``ring_neighbours`` nearest positions on either side, so two members of
+      one community are at least ``num_communities / ring_neighbours`` hops
+      apart (200 with the defaults); :func:`min_same_community_hops` checks it.
+    * Communities are split 60/20/20 into train/val/test; the masks hold the
+      non-anchor members. Val/test keys never occur in training.
+
+    Why local GNNs cannot solve it: the L-hop neighbourhood of a node holds
+    nodes of ``2 L ring_neighbours`` other communities, whose keys and classes
+    are independent of its own, so it carries no information on the label.
+    The node's own features hold only its key, which is a fresh random vector
+    for val/test communities: a model can memorise the key-to-class map of the
+    training communities, which says nothing about unseen ones. So a 2-layer
+    GCN is at chance (1 / num_classes) on test. Global attention solves it in
+    one layer: with ``W_q^T W_k`` close to a multiple of the identity on the
+    key dimensions, node i attends to its own community's members anywhere in
+    the graph and reads the anchors' class one-hot.
     """
+    if not 0 < anchors_per_community < community_size:
+        raise ValueError("need at least one anchor and one non-anchor per community")
     rng = np.random.default_rng(seed)
-    n, c = num_nodes, num_classes
-    codes = rng.standard_normal((num_codes, code_dim)).astype(np.float32)
-    codes *= code_scale / np.linalg.norm(codes, axis=1, keepdims=True) * np.sqrt(code_dim) / 2
-    code_class = rng.permutation(np.arange(num_codes) % c)
-    code = rng.permutation(np.arange(n) % num_codes)
-    y = code_class[code]
-    anchor = rng.random(n) < anchor_frac
-    x = np.zeros((n, code_dim + c), dtype=np.float32)
-    x[:, :code_dim] = codes[code] + 0.1 * rng.standard_normal((n, code_dim)).astype(np.float32)
-    x[anchor, code_dim + y[anchor]] = 1.0
-    m = int(n * avg_degree / 2)
-    edges = coalesce_edges(rng.integers(0, n, m), rng.integers(0, n, m), n, symmetric=True)
-    order = rng.permutation(num_codes)
-    n_train, n_val = int(0.6 * num_codes), int(0.2 * num_codes)
-    split = np.zeros(num_codes, dtype=np.int64)
+    k, c, n = num_communities, num_classes, num_communities * community_size
+    keys = rng.standard_normal((k, key_dim)).astype(np.float32)
+    community_class = rng.permutation(np.arange(k) % c)
+    community = np.arange(n) % k
+    anchor = np.arange(n) // k < anchors_per_community
+    y = community_class[community]
+    x = np.zeros((n, key_dim + c), dtype=np.float32)
+    x[:, :key_dim] = keys[community] + key_noise * rng.standard_normal((n, key_dim))
+    x[anchor, key_dim + y[anchor]] = 1.0
+    pos = np.arange(n)
+    src = np.concatenate([pos] * ring_neighbours)
+    dst = np.concatenate([(pos + s) % n for s in range(1, ring_neighbours + 1)])
+    edges = coalesce_edges(src, dst, n, symmetric=True)
+    order = rng.permutation(k)
+    n_train, n_val = int(0.6 * k), int(0.2 * k)
+    split = np.zeros(k, dtype=np.int64)
     split[order[n_train : n_train + n_val]] = 1
     split[order[n_train + n_val :]] = 2
-    masks = [torch.from_numpy((split[code] == s) & ~anchor) for s in range(3)]
+    masks = [torch.from_numpy((split[community] == s) & ~anchor) for s in range(3)]
     data = Data(
         x=torch.from_numpy(x),
         y=torch.from_numpy(y.astype(np.int64)),
@@ -117,8 +146,24 @@ def far_label_graph(
         train_mask=masks[0],
         val_mask=masks[1],
         test_mask=masks[2],
+        community=torch.from_numpy(community),
         num_nodes=n,
     )
     data.num_classes = c
     data.name = "far-labels"
     return data
+
+
+def min_same_community_hops(data: Data) -> int:
+    """The fewest hops between two members of one community (breadth-first from each node)."""
+    n = data.num_nodes
+    src, dst = data.edge_index.numpy()
+    adj = sp.csr_matrix((np.ones(src.size), (src, dst)), shape=(n, n))
+    community = data.community.numpy()
+    best = n
+    for c in np.unique(community):
+        members = np.flatnonzero(community == c)
+        dist = shortest_path(adj, unweighted=True, indices=members)[:, members]
+        np.fill_diagonal(dist, np.inf)
+        best = min(best, int(dist.min()))
+    return best
