@@ -57,15 +57,16 @@ def _summary(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
         print(f"{run:<28} n={len(rs)}  " + "  ".join(parts), flush=True)
 
 
-def link(root: str, out: Path, seeds: list[int], epochs: int, k: int) -> None:
+def link(root: str, out: Path, seeds: list[int], epochs: int, k: int, dropout: float = 0.5) -> None:
     """Cora link prediction, VQ-GNN vs full-graph, GCN and SAGE, Hits@20 and MRR.
 
     Both methods take the same steps (one pass over the training edges per
     epoch, ``batch_size // 4`` edges a step) with the same predictor, epochs
     and lr. Dropout 0.5 was picked on the full-graph validation Hits@20 (0,
-    0.2, 0.5 tried; weight decay 5e-4 was worse). EMA decay 0.9: about 14 codebook
-    updates an epoch, and a codeword averaging over the last 100 steps would
-    mix layer inputs of weights several epochs old.
+    0.2 and 0.5 tried; weight decay 5e-4 was worse); ``--dropout`` overrides
+    it. EMA decay 0.9: about 14 codebook updates an epoch, and a codeword
+    averaging over the last 100 steps would mix layer inputs of weights
+    several epochs old.
     """
     from vqgnn_dist.data import load_graph
 
@@ -86,7 +87,7 @@ def link(root: str, out: Path, seeds: list[int], epochs: int, k: int) -> None:
                         seed=seed,
                         codebook_size=k,
                         batch_size=1354,
-                        dropout=0.5,
+                        dropout=dropout,
                         hidden=64,
                         lr=0.01,
                         weight_decay=0.0,
@@ -188,6 +189,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--codebook-size", type=int, default=64)
+    p.add_argument("--dropout", type=float, default=0.5, help="link only")
     p.add_argument("--out", default="runs/issue6")
     a = p.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -195,7 +197,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{a.name}.jsonl"
     if a.name == "link":
-        link(a.root, path, seeds, a.epochs, a.codebook_size)
+        link(a.root, path, seeds, a.epochs, a.codebook_size, a.dropout)
     elif a.name == "inductive":
         inductive(a.root, path, seeds, a.epochs, a.codebook_size)
     elif a.name == "far":
