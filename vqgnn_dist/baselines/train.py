@@ -38,8 +38,8 @@ from vqgnn_dist.baselines.model import SampledBatch, SamplingGNN, layerwise_infe
 from vqgnn_dist.baselines.neighbor import NeighborSampler
 from vqgnn_dist.baselines.saint import SaintRWSampler
 from vqgnn_dist.config import TrainConfig
-from vqgnn_dist.train.loop import make_optimizer, pick_device
-from vqgnn_dist.train.metrics import accuracy, peak_rss_mb
+from vqgnn_dist.train.loop import epoch_record, log_epoch, make_optimizer, pick_device, summarize
+from vqgnn_dist.train.metrics import peak_rss_mb
 
 SAMPLING_METHODS = ("ns-sage", "cluster-gcn", "saint-rw")
 IMPLEMENTATION = "plain torch (PyG loader needs pyg-lib/torch-sparse)"
@@ -236,39 +236,22 @@ def train_sampling(
         dt = time.perf_counter() - t0
         train_time += dt
         logits = layerwise_inference(model, x, norm, cfg.batch_size)
-        rec = {
-            "epoch": epoch,
-            "loss": sum(losses) / max(len(losses), 1),
-            "time_s": dt,
-            **{
-                f"{s}_acc": accuracy(logits, y, m)
-                for s, m in zip(("train", "val", "test"), masks, strict=True)
-            },
-        }
+        rec = epoch_record(epoch, sum(losses) / max(len(losses), 1), dt, logits, y, masks)
         history.append(rec)
         if on_epoch is not None:
             on_epoch(rec)
         if rec["val_acc"] > best_val:
             best_val, best_state = rec["val_acc"], copy.deepcopy(model.state_dict())
         if progress:
-            bar.write(
-                f"epoch {epoch:4d}  loss {rec['loss']:.4f}  train {rec['train_acc']:.4f}  "
-                f"val {rec['val_acc']:.4f}  test {rec['test_acc']:.4f}  {dt:.2f}s"
-            )
+            log_epoch(bar, rec)
     model.load_state_dict(best_state)
     _sync(device)
     t0 = time.perf_counter()
     layerwise_inference(model, x, norm, cfg.batch_size)
     _sync(device)
     inference_time = time.perf_counter() - t0
-    best = max(history, key=lambda h: (h["val_acc"], -h["epoch"]))
     return {
-        "test_acc": best["test_acc"],
-        "val_acc": best["val_acc"],
-        "best_epoch": best["epoch"],
-        "final_test_acc": history[-1]["test_acc"],
-        "train_time_s": train_time,
-        "history": history,
+        **summarize(history, train_time),
         "inference_time_s": inference_time,
         "preprocess_time_s": preprocess_time,
         "mean_batch_nodes": sum(nodes) / len(nodes),

@@ -112,7 +112,23 @@ def train(
     return result
 
 
-def _summary(history: list[dict[str, Any]], train_time: float) -> dict[str, Any]:
+def epoch_record(
+    epoch: int, loss: float, time_s: float, logits: Tensor, y: Tensor, masks: list[Tensor]
+) -> dict[str, Any]:
+    """One history record: an epoch's loss, training time and train/val/test accuracy."""
+    return {
+        "epoch": epoch,
+        "loss": loss,
+        "time_s": time_s,
+        **{
+            f"{s}_acc": accuracy(logits, y, m)
+            for s, m in zip(("train", "val", "test"), masks, strict=True)
+        },
+    }
+
+
+def summarize(history: list[dict[str, Any]], train_time: float) -> dict[str, Any]:
+    """The run's metrics: test accuracy at the best validation epoch, and the history."""
     best = max(history, key=lambda h: (h["val_acc"], -h["epoch"]))
     return {
         "test_acc": best["test_acc"],
@@ -124,7 +140,8 @@ def _summary(history: list[dict[str, Any]], train_time: float) -> dict[str, Any]
     }
 
 
-def _log(bar: tqdm, rec: dict[str, Any]) -> None:
+def log_epoch(bar: tqdm, rec: dict[str, Any]) -> None:
+    """Write an epoch's record (and, for VQ-GNN, each layer's codebook health) above the bar."""
     line = (
         f"epoch {rec['epoch']:4d}  loss {rec['loss']:.4f}  train {rec['train_acc']:.4f}  "
         f"val {rec['val_acc']:.4f}  test {rec['test_acc']:.4f}  {rec['time_s']:.2f}s"
@@ -173,21 +190,13 @@ def _train_full_graph(
         model.eval()
         with torch.no_grad():
             logits = model(x, ei)
-        rec = {
-            "epoch": epoch,
-            "loss": float(loss.detach()),
-            "time_s": dt,
-            **{
-                f"{s}_acc": accuracy(logits, y, m)
-                for s, m in zip(("train", "val", "test"), masks, strict=True)
-            },
-        }
+        rec = epoch_record(epoch, float(loss.detach()), dt, logits, y, masks)
         history.append(rec)
         if on_epoch is not None:
             on_epoch(rec)
         if progress:
-            _log(bar, rec)
-    return _summary(history, train_time)
+            log_epoch(bar, rec)
+    return summarize(history, train_time)
 
 
 def _train_vq(cfg: TrainConfig, data: Data, device: torch.device, progress: bool, on_epoch=None):
@@ -236,24 +245,16 @@ def _train_vq(cfg: TrainConfig, data: Data, device: torch.device, progress: bool
                     "dead": dead,
                 }
             )
-        rec = {
-            "epoch": epoch,
-            "loss": sum(losses) / len(losses),
-            "time_s": dt,
-            **{
-                f"{s}_acc": accuracy(logits, y, m)
-                for s, m in zip(("train", "val", "test"), masks, strict=True)
-            },
-            "layers": layers,
-        }
+        rec = epoch_record(epoch, sum(losses) / len(losses), dt, logits, y, masks)
+        rec["layers"] = layers
         history.append(rec)
         if on_epoch is not None:
             on_epoch(rec)
         if rec["val_acc"] > best_val:
             best_val, best_state = rec["val_acc"], copy.deepcopy(model.state_dict())
         if progress:
-            _log(bar, rec)
-    result = _summary(history, train_time)
+            log_epoch(bar, rec)
+    result = summarize(history, train_time)
     result["init_time_s"] = init_time
     model.load_state_dict(best_state)
     result["model_path"] = str(save_model(model, cfg))
