@@ -39,7 +39,7 @@ from vqgnn_dist.baselines.neighbor import NeighborSampler
 from vqgnn_dist.baselines.saint import SaintRWSampler
 from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.train.loop import epoch_record, log_epoch, make_optimizer, pick_device, summarize
-from vqgnn_dist.train.metrics import peak_rss_mb
+from vqgnn_dist.train.metrics import run_info
 
 SAMPLING_METHODS = ("ns-sage", "cluster-gcn", "saint-rw")
 IMPLEMENTATION = "plain torch (PyG loader needs pyg-lib/torch-sparse)"
@@ -258,14 +258,7 @@ def train_sampling(
         "mean_batch_edges": sum(messages) / len(messages),
         "steps_per_epoch": sampler.steps_per_epoch,
         "implementation": IMPLEMENTATION,
-        "method": method,
-        "model": cfg.model,
-        "dataset": getattr(data, "name", cfg.dataset),
-        "num_nodes": data.num_nodes,
-        "num_edges": data.edge_index.shape[1],
-        "device": str(device),
-        "peak_rss_mb": peak_rss_mb(),
-        "config": cfg.to_dict(),
+        **run_info(cfg, data, str(device), method),
     }
 
 

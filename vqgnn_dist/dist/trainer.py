@@ -36,7 +36,7 @@ from vqgnn_dist.dist.server import CodebookServer
 from vqgnn_dist.dist.traffic import halo_feature_bytes, part_membership
 from vqgnn_dist.dist.worker import CHECKPOINT_FILE, train_worker
 from vqgnn_dist.nn.model import VQGNN
-from vqgnn_dist.train.metrics import peak_rss_mb
+from vqgnn_dist.train.metrics import peak_rss_mb, run_info
 
 NAMESPACE = "vqgnn-dist"
 
@@ -208,12 +208,5 @@ def train_distributed(
         },
         "codebook_consistent": all(h["codebook_consistent"] for h in history),
         "checkpoint": result.checkpoint.path if result.checkpoint else None,
-        "method": cfg.method,
-        "model": cfg.model,
-        "dataset": getattr(data, "name", cfg.dataset),
-        "num_nodes": data.num_nodes,
-        "num_edges": data.edge_index.shape[1],
-        "device": "cuda" if use_gpu else "cpu",
-        "peak_rss_mb": peak_rss_mb(),
-        "config": cfg.to_dict(),
+        **run_info(cfg, data, "cuda" if use_gpu else "cpu"),
     }

@@ -30,7 +30,7 @@ from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.splits import training_subgraph
 from vqgnn_dist.nn.block import GraphIndex
 from vqgnn_dist.nn.model import VQGNN
-from vqgnn_dist.train.metrics import accuracy, peak_rss_mb
+from vqgnn_dist.train.metrics import accuracy, run_info
 
 
 def check_node_task(data: Data) -> None:
@@ -160,14 +160,7 @@ def train_inductive(cfg: TrainConfig, data: Data, progress: bool = True) -> dict
         "history": history,
         "num_train_graph_nodes": sub.num_nodes,
         "num_train_graph_edges": int(sub.edge_index.shape[1]),
-        "method": cfg.method,
-        "model": cfg.model,
-        "dataset": getattr(data, "name", cfg.dataset),
-        "num_nodes": data.num_nodes,
-        "num_edges": int(data.edge_index.shape[1]),
-        "device": str(device),
-        "peak_rss_mb": peak_rss_mb(),
-        "config": cfg.to_dict(),
+        **run_info(cfg, data, str(device)),
     }
 
 

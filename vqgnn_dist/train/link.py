@@ -39,7 +39,7 @@ from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.splits import link_split, symmetric_edge_index
 from vqgnn_dist.nn.block import GraphIndex
 from vqgnn_dist.nn.model import VQGNN
-from vqgnn_dist.train.metrics import peak_rss_mb
+from vqgnn_dist.train.metrics import run_info
 
 
 class LinkPredictor(nn.Module):
@@ -155,14 +155,7 @@ def train_link(cfg: TrainConfig, data: Data, progress: bool = True) -> dict[str,
         "num_train_edges": int(train_pairs.shape[0]),
         "num_val_edges": int(split["valid"]["edge"].shape[0]),
         "num_test_edges": int(split["test"]["edge"].shape[0]),
-        "method": cfg.method,
-        "model": cfg.model,
-        "dataset": getattr(data, "name", cfg.dataset),
-        "num_nodes": data.num_nodes,
-        "num_edges": data.edge_index.shape[1],
-        "device": str(device),
-        "peak_rss_mb": peak_rss_mb(),
-        "config": cfg.to_dict(),
+        **run_info(cfg, data, str(device)),
     }
 
 

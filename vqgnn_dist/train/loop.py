@@ -25,7 +25,7 @@ from vqgnn_dist.data.samplers import ClusterSampler, NodeSampler
 from vqgnn_dist.nn.block import GraphIndex
 from vqgnn_dist.nn.full_graph import FullGraphGNN
 from vqgnn_dist.nn.model import VQGNN
-from vqgnn_dist.train.metrics import accuracy, peak_rss_mb
+from vqgnn_dist.train.metrics import accuracy, run_info
 
 EXACT_INFERENCE_MAX_NODES = 200_000
 
@@ -99,16 +99,7 @@ def train(
     device = pick_device()
     run = _train_full_graph if cfg.method == "full-graph" else _train_vq
     result = run(cfg, data, device, progress, on_epoch)
-    result.update(
-        method=cfg.method,
-        model=cfg.model,
-        dataset=getattr(data, "name", cfg.dataset),
-        num_nodes=data.num_nodes,
-        num_edges=data.edge_index.shape[1],
-        device=str(device),
-        peak_rss_mb=peak_rss_mb(),
-        config=cfg.to_dict(),
-    )
+    result.update(run_info(cfg, data, device))
     return result
 
 

@@ -26,6 +26,21 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def run_info(cfg, data, device: str, method: str | None = None) -> dict[str, Any]:
+    """What every run's metrics name: method, model, dataset, graph size, device, peak RSS
+    and the whole config."""
+    return {
+        "method": method or cfg.method,
+        "model": cfg.model,
+        "dataset": getattr(data, "name", cfg.dataset),
+        "num_nodes": data.num_nodes,
+        "num_edges": int(data.edge_index.shape[1]),
+        "device": str(device),
+        "peak_rss_mb": peak_rss_mb(),
+        "config": cfg.to_dict(),
+    }
+
+
 def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write JSON to a temporary file beside ``path`` and rename it into place."""
     path = Path(path)
