@@ -136,8 +136,13 @@ def partition_graph(
     out_dir: str | Path,
     method: str = "metis",
     seed: int = 0,
+    part: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Partition ``data`` into ``num_parts`` shards under ``out_dir``; returns the manifest.
+
+    ``part`` (int64 [n], values < ``num_parts``) gives every node's part instead
+    of computing one with ``method``: e.g. to shard a subgraph as its parent graph
+    was sharded, so that each worker owns the same nodes in both.
 
     Everything is written to a temporary folder next to ``out_dir`` and then
     renamed into place; an older shard set there is replaced only once the new
@@ -153,8 +158,13 @@ def partition_graph(
             "give a new or empty folder for --out"
         )
     start = time.perf_counter()
-    part = assign_parts(data, num_parts, method, seed)
     n = int(data.num_nodes)
+    if part is None:
+        part = assign_parts(data, num_parts, method, seed)
+    elif part.shape != (n,) or part.min(initial=0) < 0 or part.max(initial=0) >= num_parts:
+        raise DataError(
+            f"partition: part must hold one id in [0, {num_parts}) per node ({n} nodes)"
+        )
     ei = data.edge_index.numpy()
     src, dst = ei[0], ei[1]
     order = np.argsort(dst * np.int64(n) + src, kind="stable")

@@ -56,7 +56,7 @@ def _encode(fields: dict[str, torch.Tensor], wire: str) -> dict[str, np.ndarray]
 
 def _decode(layer: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """Tensors of an encoded layer; half-precision means become full-precision sums."""
-    out = {k: torch.from_numpy(np.asarray(v)) for k, v in layer.items()}
+    out = {k: torch.from_numpy(np.array(v)) for k, v in layer.items()}  # writable copies
     for key, t in out.items():
         if t.dtype == torch.float16:
             out[key] = t.float() * out[SUMS[key]][..., None] if key in SUMS else t.float()

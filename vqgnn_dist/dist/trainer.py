@@ -6,6 +6,11 @@ METIS shards (reusing a complete shard set of the same graph), starts one
 ``TorchTrainer`` whose workers each load only their own shard
 (:func:`~vqgnn_dist.dist.worker.train_worker`). Weights are all-reduced over
 gloo (CPU) or nccl (GPU).
+
+What is sharded depends on the task (:func:`prepare_task`): the graph itself
+(node); the training graph and, with the same node-to-part map, the whole
+graph for evaluation (inductive); the graph of the training edges, with the
+val/test pairs handed to every worker (link).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 from ray.train import (
@@ -31,11 +37,14 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from torch_geometric.data import Data
 
 from vqgnn_dist.config import ConfigError, TrainConfig
-from vqgnn_dist.data.partition import partition_graph, read_manifest
+from vqgnn_dist.data.partition import assign_parts, partition_graph, read_manifest
+from vqgnn_dist.data.splits import link_split, symmetric_edge_index, training_subgraph
 from vqgnn_dist.dist.server import CodebookServer
+from vqgnn_dist.dist.tasks import build_model
 from vqgnn_dist.dist.traffic import halo_feature_bytes, part_membership
 from vqgnn_dist.dist.worker import CHECKPOINT_FILE, train_worker
-from vqgnn_dist.nn.model import VQGNN
+from vqgnn_dist.train.inductive import check_inductive_task, check_node_task, is_multilabel
+from vqgnn_dist.train.link import check_link_task
 from vqgnn_dist.train.metrics import peak_rss_mb, run_info
 
 NAMESPACE = "vqgnn-dist"
@@ -58,19 +67,8 @@ class EpochPrinter(UserCallback):
 
 def codebook_specs(cfg: TrainConfig, data: Data) -> list[dict[str, Any]]:
     """The constructor arguments of every layer's codebook, as the workers build them."""
-    probe = VQGNN(
-        cfg.model,
-        data.num_features,
-        cfg.hidden,
-        int(data.num_classes),
-        cfg.num_layers,
-        1,
-        cfg.codebook_size,
-        cfg.group_size,
-        cfg.heads,
-        0.0,
-        cfg.decay,
-    )
+    out_dim = cfg.hidden if cfg.task == "link" else int(data.num_classes)
+    probe = build_model(cfg, data.num_features, out_dim, 1)
     return [
         {
             "num_features": cb.num_features,
@@ -83,19 +81,63 @@ def codebook_specs(cfg: TrainConfig, data: Data) -> list[dict[str, Any]]:
     ]
 
 
-def prepare_shards(cfg: TrainConfig, data: Data, shard_dir: Path) -> dict[str, Any]:
-    """Partition unless ``shard_dir`` already holds this graph in ``num_workers`` parts."""
+def prepare_shards(
+    cfg: TrainConfig, data: Data, shard_dir: Path, part: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Partition unless ``shard_dir`` already holds this graph in ``num_workers`` parts.
+
+    ``part`` fixes every node's part (see :func:`partition_graph`). The graph's
+    name tells derived graphs apart (e.g. the training graph of each link split).
+    """
     if (shard_dir / "manifest.json").is_file():
         manifest = read_manifest(shard_dir)
         if (
             manifest["num_parts"] == cfg.num_workers
+            and manifest["name"] == str(getattr(data, "name", "graph"))
             and manifest["num_nodes"] == data.num_nodes
             and manifest["num_edges"] == data.edge_index.shape[1]
         ):
             print(f"reusing shards in {shard_dir}")
             return manifest
     print(f"partitioning into {cfg.num_workers} METIS shards -> {shard_dir}")
-    return partition_graph(data, cfg.num_workers, shard_dir, method="metis", seed=cfg.seed)
+    return partition_graph(
+        data, cfg.num_workers, shard_dir, method="metis", seed=cfg.seed, part=part
+    )
+
+
+def prepare_task(cfg: TrainConfig, data: Data, out: Path) -> tuple[Data, dict[str, Any], dict]:
+    """Shard what ``cfg.task`` trains on; returns that graph, its manifest and the
+    workers' extra settings (the evaluation shards, or the link split's eval pairs)."""
+    if cfg.task == "node":
+        check_node_task(data)
+        return data, prepare_shards(cfg, data, out / "shards"), {}
+    name = str(getattr(data, "name", "graph"))
+    if cfg.task == "inductive":
+        seen = check_inductive_task(data)
+        train_graph, _ = training_subgraph(data, seen)
+        train_graph.name = f"{name}-training-graph"
+        # One node-to-part map for both: worker r owns the seen nodes of its whole shard.
+        part = assign_parts(data, cfg.num_workers, "metis", cfg.seed)
+        prepare_shards(cfg, data, out / "eval-shards", part)
+        manifest = prepare_shards(cfg, train_graph, out / "shards", part[seen.numpy()])
+        return train_graph, manifest, {"eval_shard_dir": str(out / "eval-shards")}
+    check_link_task(data)
+    split = link_split(data, seed=cfg.seed)
+    n = data.num_nodes
+    train_graph = Data(
+        x=data.x,
+        y=torch.zeros(n, dtype=torch.long),
+        edge_index=symmetric_edge_index(split["train"]["edge"]),
+        train_mask=torch.ones(n, dtype=torch.bool),
+        val_mask=torch.zeros(n, dtype=torch.bool),
+        test_mask=torch.zeros(n, dtype=torch.bool),
+        num_nodes=n,
+    )
+    train_graph.num_classes = 1
+    train_graph.name = f"{name}-link-train-seed{cfg.seed}"
+    manifest = prepare_shards(cfg, train_graph, out / "shards")
+    pairs = {part: split[part] for part in ("valid", "test")}
+    return train_graph, manifest, {"link_split": ray.put(pairs)}
 
 
 def latest_checkpoint(out: Path, num_workers: int) -> Checkpoint:
@@ -140,9 +182,9 @@ def train_distributed(
     resume = latest_checkpoint(out, cfg.num_workers) if cfg.resume else None
     if resume is not None:
         print(f"resuming from {resume.path}")
-    manifest = prepare_shards(cfg, data, out / "shards")
     if not ray.is_initialized():
         ray.init(namespace=NAMESPACE, log_to_driver=True)
+    graph, manifest, task_config = prepare_task(cfg, data, out)
     run_id = uuid.uuid4().hex[:8]
     server_name = f"codebook-server-{run_id}"
     # A server that dies is restarted (max_restarts); the push in flight fails, the
@@ -160,6 +202,7 @@ def train_distributed(
             "namespace": NAMESPACE,
             "run_dir": str(out),
             "resume_from": resume.path if resume is not None else None,
+            **task_config,
         },
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu),
@@ -182,14 +225,22 @@ def train_distributed(
     history = result.metrics["history"]
     best = max(history, key=lambda h: (h["val_acc"], -h["epoch"]))
     alternatives = halo_feature_bytes(
-        data,
+        graph,
         part_membership(out / "shards", manifest),
         cfg.num_layers,
         cfg.hidden,
         cfg.batch_size,
         cfg.seed,
     )
+    if cfg.task == "link":
+        k = cfg.hits_k
+        metric = {"metric": f"hits@{k}", "test_mrr": best["test_mrr"], "val_mrr": best["val_mrr"]}
+        metric["link_edges_within_shards"] = best["link_edges_within_shards"]
+    else:
+        metric = {"metric": "micro_f1" if is_multilabel(data) else "accuracy"}
     return {
+        "task": cfg.task,
+        **metric,
         "test_acc": best["test_acc"],
         "val_acc": best["val_acc"],
         "best_epoch": best["epoch"],

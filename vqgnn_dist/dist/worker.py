@@ -1,12 +1,15 @@
 """The per-worker training loop of a distributed VQ-GNN run (one shard per Ray Train worker).
 
-Each step: sample a batch of owned nodes -> approximate forward/backward on the
-local device -> all-reduce the weight gradients -> push codebook statistics to
+Each step: sample a batch of owned nodes (what a step is and what its loss reads
+depends on the task: :mod:`vqgnn_dist.dist.tasks`) -> approximate
+forward/backward on the local device -> all-reduce the weight gradients -> push
+codebook statistics to
 the :class:`~vqgnn_dist.dist.server.CodebookServer` and load the new global
 codebooks (or, with ``--codebook-sync allreduce``, sum the statistics with a
 collective and apply the same EMA step on every worker). Halo assignments are
-exchanged every ``halo_sync_every`` steps (or once per epoch), evaluation is
-reduced over all workers, and a checkpoint of weights, optimiser, codebooks,
+exchanged every ``halo_sync_every`` steps (or once per epoch), with the tuple
+counts of the owned nodes for global-attention models, evaluation is reduced
+over all workers, and a checkpoint of weights, optimiser, codebooks,
 assignments and the sampler position is reported every epoch.
 """
 
@@ -16,6 +19,7 @@ import os
 import tempfile
 import time
 from collections import deque
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,35 +28,24 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.data.partition import read_shard
-from vqgnn_dist.data.samplers import NodeSampler
-from vqgnn_dist.dist.allreduce import allreduce_stats
+from vqgnn_dist.dist.allreduce import all_sum, allreduce_stats, gather_float
 from vqgnn_dist.dist.halo import LocalGraph, local_graph
 from vqgnn_dist.dist.server import codebook_state, load_codebook_state, payload_bytes, stats_payload
+from vqgnn_dist.dist.tasks import build_model, make_task, worker_sampler
 from vqgnn_dist.nn.model import VQGNN
+from vqgnn_dist.nn.transformer import TupleCounts, merge_tuple_counts, tuple_counts
 from vqgnn_dist.train.loop import make_optimizer
 from vqgnn_dist.vq.codebook import merge_stats
 
 CHECKPOINT_FILE = "worker-{rank}.pt"
 
 
-def worker_sampler(num_owned: int, steps: int, seed: int, rank: int) -> NodeSampler:
-    """Worker ``rank``'s batches of its owned nodes (local ids), ``steps`` per epoch."""
-    return NodeSampler(torch.arange(num_owned), -(-num_owned // steps), seed=seed * 7919 + rank)
-
-
-def _all_sum(values: list[float], device: torch.device) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-def _sync_gradients(model: torch.nn.Module) -> int:
+def _sync_gradients(params: list[torch.nn.Parameter]) -> int:
     """Sum the weight gradients over all workers (one flat all-reduce); returns bytes sent."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grads = [p.grad for p in params if p.grad is not None]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     offset = 0
@@ -62,12 +55,37 @@ def _sync_gradients(model: torch.nn.Module) -> int:
     return flat.numel() * flat.element_size()
 
 
+def _index_wire(model: VQGNN) -> torch.dtype:
+    """The smallest integer type that holds a codeword index (one byte up to k = 256)."""
+    return torch.uint8 if model.codebooks[0].codebook_size <= 256 else model.assignment(0).dtype
+
+
+def _exchange_context(model: VQGNN, num_owned: int) -> int:
+    """Global attention: share every layer's tuple histogram of the owned nodes; each
+    worker keeps the sum of the others' as ``model.remote_context``. Returns bytes moved."""
+    wire = _index_wire(model)
+    mine = [
+        tuple_counts(model.assignment(i)[:num_owned]).to("cpu", wire)
+        for i in range(model.num_layers)
+    ]
+    everyone: list[list[TupleCounts] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    rank = dist.get_rank()
+    others = [h for r, h in enumerate(everyone) if r != rank]
+    device = model.assignment(0).device
+    model.remote_context = [
+        merge_tuple_counts([h[i] for h in others]).to(device) if others else None
+        for i in range(model.num_layers)
+    ]
+    return sum(t.nbytes for h in everyone for t in h)
+
+
 def _exchange_halo(model: VQGNN, shard, lg: LocalGraph, server, rank: int) -> int:
     """Publish the border nodes' assignments, then fetch the halo's; returns bytes moved.
 
     Assignments travel as the smallest integer type that holds k - 1 (one byte up to k = 256).
     """
-    wire = torch.uint8 if model.codebooks[0].codebook_size <= 256 else model.assignment(0).dtype
+    wire = _index_wire(model)
     border = lg.border.to(model.assignment(0).device)
     owned = [model.assignment(i)[border].to(wire).cpu().numpy() for i in range(model.num_layers)]
     ids = shard.node_ids[lg.border].numpy()
@@ -83,6 +101,8 @@ def _exchange_halo(model: VQGNN, shard, lg: LocalGraph, server, rank: int) -> in
             table[lg.num_owned :] = torch.from_numpy(t).to(table.device, table.dtype)
             moved += t.nbytes
     dist.barrier()
+    if model.global_attention:
+        moved += _exchange_context(model, lg.num_owned)
     return moved
 
 
@@ -97,25 +117,13 @@ def _checksum(model: VQGNN) -> float:
     return float(sum(float(cb.codewords().double().sum()) for cb in model.codebooks))
 
 
-def _evaluate(model: VQGNN, shard, lg: LocalGraph, x, y, batch_size: int, device) -> dict:
-    owned = torch.arange(lg.num_owned, device=device)
-    logits = model.predict(x, lg.index, list(owned.split(batch_size)))[: lg.num_owned]
-    pred = logits.argmax(-1)
-    counts = []
-    for mask in (shard.train_mask, shard.val_mask, shard.test_mask):
-        m = mask.to(device)
-        counts += [float((pred[m] == y[m]).sum()), float(m.sum())]
-    c = _all_sum(counts, device)
-    return {
-        f"{s}_acc": c[2 * i] / max(c[2 * i + 1], 1.0)
-        for i, s in enumerate(("train", "val", "test"))
-    }
-
-
-def _save_checkpoint(model, opt, epoch: int, step: int, rank: int, history) -> ray.train.Checkpoint:
+def _save_checkpoint(
+    model, predictor, opt, epoch: int, step: int, rank: int, history
+) -> ray.train.Checkpoint:
     folder = tempfile.mkdtemp(prefix="vqgnn-ckpt-")
     state = {
         "model": model.state_dict(),
+        "predictor": predictor.state_dict() if predictor is not None else {},
         "optimizer": opt.state_dict(),
         "epoch": epoch,
         "step": step,
@@ -127,12 +135,14 @@ def _save_checkpoint(model, opt, epoch: int, step: int, rank: int, history) -> r
     return ray.train.Checkpoint.from_directory(folder)
 
 
-def _load_checkpoint(model, opt, checkpoint: ray.train.Checkpoint, rank: int):
+def _load_checkpoint(model, predictor, opt, checkpoint: ray.train.Checkpoint, rank: int):
     """Restore a worker's checkpoint; returns (epochs done, global step, history)."""
     with checkpoint.as_directory() as folder:
         path = Path(folder) / CHECKPOINT_FILE.format(rank=rank)
         state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
+    if predictor is not None:
+        predictor.load_state_dict(state["predictor"])
     opt.load_state_dict(state["optimizer"])
     return int(state["epoch"]), int(state["step"]), list(state["history"])
 
@@ -163,28 +173,20 @@ def train_worker(config: dict[str, Any]) -> None:
     lg = local_graph(shard)
     index = lg.index.to(device)
     x = torch.cat([shard.x, shard.x.new_zeros(lg.num_local - lg.num_owned, shard.x.shape[1])])
-    x, y = x.to(device), shard.y.to(device)
-    train_mask = shard.train_mask.to(device)
+    x = x.to(device)
 
     torch.manual_seed(cfg.seed)
-    model = VQGNN(
-        cfg.model,
-        shard.x.shape[1],
-        cfg.hidden,
-        shard.num_classes,
-        cfg.num_layers,
-        lg.num_local,
-        cfg.codebook_size,
-        cfg.group_size,
-        cfg.heads,
-        cfg.dropout,
-        cfg.decay,
-    ).to(device)
-    opt = make_optimizer(cfg, model.parameters())
-    # Equal step counts on every worker: the largest shard sets the number of batches.
-    n_max = max(_gather_int(lg.num_owned, device))
-    steps_per_epoch = -(-n_max // cfg.batch_size)
-    sampler = worker_sampler(lg.num_owned, steps_per_epoch, cfg.seed, rank)
+    task = make_task(cfg, shard, lg, rank, device, config)
+    model = build_model(cfg, shard.x.shape[1], task.out_dim, lg.num_local).to(device)
+    model.owned_nodes = lg.num_owned  # global attention: the halo rows are others' nodes
+    params = list(model.parameters())
+    if task.predictor is not None:
+        params += list(task.predictor.parameters())
+    opt = make_optimizer(cfg, params)
+    # The init pass assigns every owned node once: batches of the node sampler.
+    init_batches = worker_sampler(
+        lg.num_owned, -(-lg.num_owned // cfg.batch_size), cfg.seed, rank
+    ).epoch(0)
 
     candidates = [cb.num_candidates for cb in model.codebooks]
     start_epoch, step, history = 1, 0, []
@@ -194,7 +196,7 @@ def train_worker(config: dict[str, Any]) -> None:
     if checkpoint is None and config.get("resume_from"):
         checkpoint = ray.train.Checkpoint(config["resume_from"])
     if checkpoint is not None:
-        done, step, history = _load_checkpoint(model, opt, checkpoint, rank)
+        done, step, history = _load_checkpoint(model, task.predictor, opt, checkpoint, rank)
         start_epoch = done + 1
         # The checkpoint is the truth: the server may have advanced past it (a worker
         # died mid-epoch) or lost everything (it was restarted).
@@ -208,15 +210,15 @@ def train_worker(config: dict[str, Any]) -> None:
             ray.get(server.load_state.remote(codebook_state(list(model.codebooks))))
         dist.barrier()
     else:
-        for p in model.parameters():  # identical initial weights everywhere
+        for p in params:  # identical initial weights everywhere
             dist.broadcast(p.data, src=0)
         if rank == 0:
             gen = torch.Generator().manual_seed(cfg.seed)
-            model.init_codebooks(x, index, [b.to(device) for b in sampler.epoch(0)], gen)
+            model.init_codebooks(x, index, [b.to(device) for b in init_batches], gen)
             ray.get(server.load_state.remote(codebook_state(list(model.codebooks))))
         dist.barrier()
         load_codebook_state(model.codebooks, ray.get(server.state.remote()))
-        model.assign_nodes(x, index, [b.to(device) for b in sampler.epoch(0)])
+        model.assign_nodes(x, index, [b.to(device) for b in init_batches])
     halo_bytes = _exchange_halo(model, shard, lg, server, rank)
 
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -225,23 +227,18 @@ def train_worker(config: dict[str, Any]) -> None:
         sync_time, losses, inflight = 0.0, [], deque()
         moved = {"codebook": 0, "allreduce": 0, "halo": halo_bytes}
         halo_bytes = 0
-        batches, local = sampler.epoch(epoch), None
-        for i, batch in enumerate(batches):
+        batches, local = task.epoch(epoch), None
+        for i, item in enumerate(batches):
             step += 1
             if step == cfg.fail_at_step and rank == 0 and not _marker(config).exists():
                 _marker(config).touch()
                 raise RuntimeError(f"injected failure at step {step} (--fail-at-step)")
-            batch = batch.to(device)
-            block = model.block(index, batch)
-            logits, blue = model(x[batch], block)
-            mask = train_mask[batch] & (y[batch] >= 0)
-            n_train = _all_sum([float(mask.sum())], device)[0]
-            loss = F.cross_entropy(logits[mask], y[batch][mask], reduction="sum") / max(
-                n_train, 1.0
-            )
+            batch = item.nodes.to(device)
+            out, blue = model(x[batch], model.block(index, batch))
+            loss = task.loss(out, item)
             opt.zero_grad()
             (loss + blue).backward()
-            moved["allreduce"] += _sync_gradients(model)
+            moved["allreduce"] += _sync_gradients(params)
             opt.step()
             stats = model.codebook_stats()
             model.set_assignments(batch, stats)
@@ -276,9 +273,9 @@ def train_worker(config: dict[str, Any]) -> None:
         if not cfg.halo_sync_every:
             moved["halo"] += _exchange_halo(model, shard, lg, server, rank)
         train_time = time.perf_counter() - t0
-        acc = _evaluate(model, shard, lg, x, y, cfg.batch_size, device)
-        checksums = _gather_float(_checksum(model), device)
-        totals = _all_sum(
+        acc = task.evaluate(model, x, index, partial(_exchange_halo, server=server, rank=rank))
+        checksums = gather_float(_checksum(model), device)
+        totals = all_sum(
             [
                 sum(losses),
                 float(moved["codebook"]),
@@ -302,22 +299,10 @@ def train_worker(config: dict[str, Any]) -> None:
             "codebook_version": int(model.codebooks[0].version),
         }
         history.append(rec)
-        ckpt = _save_checkpoint(model, opt, epoch, step, rank, history)
+        ckpt = _save_checkpoint(model, task.predictor, opt, epoch, step, rank, history)
         last = epoch == cfg.epochs
         ray.train.report({**rec, "history": history if last else []}, checkpoint=ckpt)
 
 
 def _marker(config: dict[str, Any]) -> Path:
     return Path(config["run_dir"]) / ".failure-injected"
-
-
-def _gather_int(value: int, device) -> list[int]:
-    return [int(v) for v in _gather_float(float(value), device)]
-
-
-def _gather_float(value: float, device) -> list[float]:
-    world = dist.get_world_size()
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    out = [torch.zeros_like(t) for _ in range(world)]
-    dist.all_gather(out, t)
-    return [float(o) for o in out]

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from vqgnn_dist.nn.block import Block, GraphIndex, build_block
 from vqgnn_dist.nn.convs import ApproxConv, GATConv, GCNConv, SAGEConv
-from vqgnn_dist.nn.transformer import GlobalAttentionConv
+from vqgnn_dist.nn.transformer import GlobalAttentionConv, TupleCounts
 from vqgnn_dist.vq.codebook import CodebookStats, ProductCodebook
 
 CONVS = ("gcn", "sage", "gat", "transformer", "transformer-sage", "transformer-global")
@@ -107,10 +107,28 @@ class VQGNN(nn.Module):
                 f"assignment{i}", torch.zeros(num_nodes, cb.num_groups, dtype=index_dtype)
             )
         self._cache: list[tuple[Tensor, dict[str, Tensor]]] = []
+        # Global attention on a shard (dist/): the first `owned_nodes` rows of the
+        # assignment tables are this worker's nodes (the rest its halo), and
+        # `remote_context[layer]` counts the tuples of the nodes other workers own.
+        self.owned_nodes: int | None = None
+        self.remote_context: list[TupleCounts] | None = None
 
     @property
     def num_layers(self) -> int:
         return len(self.convs)
+
+    @property
+    def global_attention(self) -> bool:
+        """Whether a layer attends to every node of the graph (nn/transformer.py)."""
+        return any(isinstance(c, GlobalAttentionConv) for c in self.convs)
+
+    def _bind(self, conv: ApproxConv, layer: int, table: Tensor, block: Block) -> None:
+        """Give a global-attention layer the tuple counts of every node outside the batch."""
+        if not isinstance(conv, GlobalAttentionConv):
+            return
+        owned = table if self.owned_nodes is None else table[: self.owned_nodes]
+        remote = None if self.remote_context is None else self.remote_context[layer]
+        conv.bind(self.codebooks[layer], owned, block, remote)
 
     @property
     def receiver_rows(self) -> bool:
@@ -149,8 +167,7 @@ class VQGNN(nn.Module):
             assign = self.assignment(layer)
             rows = torch.cat([h, cb.feature_codewords(assign[block.outside])])
             rows = F.dropout(rows, p=self.dropout, training=self.training)
-            if isinstance(conv, GlobalAttentionConv):
-                conv.bind(cb, assign, block)
+            self._bind(conv, layer, assign, block)
             m = conv.messages(rows, block)
             grad: dict[str, Tensor] = {}
             if cb.grad_channels and m.requires_grad:
@@ -238,8 +255,7 @@ class VQGNN(nn.Module):
                     assignment = stats.assignment
                 table[batch] = assignment.to(table.dtype)
                 rows = torch.cat([h, cb.feature_codewords(table[block.outside])])
-                if isinstance(conv, GlobalAttentionConv):
-                    conv.bind(cb, table, block)
+                self._bind(conv, layer, table, block)
                 h = conv.transform(conv.messages(rows, block), rows[: block.num_batch])
                 if layer < self.num_layers - 1:
                     h = F.relu(h)

@@ -61,14 +61,57 @@ class GlobalContext:
     grads: Tensor | None
 
 
-def global_context(codebook: ProductCodebook, assignment: Tensor, batch: Tensor) -> GlobalContext:
-    """Group every node outside ``batch`` by its [G] assignment tuple (counts N_t)."""
+@dataclass
+class TupleCounts:
+    """Distinct assignment tuples ``tuples`` [T, G] and how many nodes hold each, ``counts`` [T]."""
+
+    tuples: Tensor
+    counts: Tensor
+
+    def to(self, device: torch.device | str, index_dtype: torch.dtype | None = None) -> TupleCounts:
+        """On ``device``; tuples as ``index_dtype`` (e.g. uint8 on the wire for k <= 256)."""
+        return TupleCounts(self.tuples.to(device, index_dtype), self.counts.to(device))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.tuples, self.counts))
+
+
+def tuple_counts(assignment: Tensor) -> TupleCounts:
+    """Group the rows of an assignment table [n, G] by tuple."""
+    tuples, counts = torch.unique(assignment.long(), dim=0, return_counts=True)
+    return TupleCounts(tuples, counts)
+
+
+def merge_tuple_counts(parts: list[TupleCounts]) -> TupleCounts:
+    """One histogram of the nodes of all ``parts`` (counts of equal tuples summed)."""
+    tuples, inverse = torch.unique(
+        torch.cat([p.tuples.long() for p in parts]), dim=0, return_inverse=True
+    )
+    counts = torch.zeros(tuples.shape[0], dtype=torch.long, device=tuples.device)
+    counts.index_add_(0, inverse, torch.cat([p.counts.long() for p in parts]))
+    return TupleCounts(tuples, counts)
+
+
+def global_context(
+    codebook: ProductCodebook,
+    assignment: Tensor,
+    batch: Tensor,
+    remote: TupleCounts | None = None,
+) -> GlobalContext:
+    """Group every node outside ``batch`` by its [G] assignment tuple (counts N_t).
+
+    ``assignment`` holds the rows of the nodes this process owns (in one
+    process: every node); ``remote`` the tuple histogram of the nodes other
+    workers own, so that a shard's batch still attends to the whole graph.
+    """
     outside = torch.ones(assignment.shape[0], dtype=torch.bool, device=assignment.device)
     outside[batch] = False
-    tuples, counts = torch.unique(assignment[outside].long(), dim=0, return_counts=True)
-    rows = codebook.feature_codewords(tuples)
-    grads = codebook.gradient_codewords(tuples) if codebook.grad_channels else None
-    return GlobalContext(rows, counts.to(rows.dtype).log(), grads)
+    held = tuple_counts(assignment[outside])
+    hist = held if remote is None else merge_tuple_counts([held, remote])
+    rows = codebook.feature_codewords(hist.tuples)
+    grads = codebook.gradient_codewords(hist.tuples) if codebook.grad_channels else None
+    return GlobalContext(rows, hist.counts.to(rows.dtype).log(), grads)
 
 
 def _attend(
@@ -90,12 +133,21 @@ class GlobalAttentionConv(ApproxConv):
         in_channels, out_channels: widths of the layer input and output.
         local: ``gcn``, ``sage`` or ``none`` (global attention only).
         att_dim: width of queries and keys (default: ``in_channels``).
+        shared_qk: one projection for queries and keys (``W_q = W_k = W``), so
+            scores ``x_i W^T W x_j`` are a positive semi-definite similarity:
+            each node scores itself and nodes with similar features highest
+            from initialisation on, and the scores are symmetric.
     """
 
     global_attention = True
 
     def __init__(
-        self, in_channels: int, out_channels: int, local: str = "gcn", att_dim: int | None = None
+        self,
+        in_channels: int,
+        out_channels: int,
+        local: str = "gcn",
+        att_dim: int | None = None,
+        shared_qk: bool = False,
     ) -> None:
         super().__init__()
         if local not in LOCALS:
@@ -109,14 +161,21 @@ class GlobalAttentionConv(ApproxConv):
             self.local = SAGEConv(in_channels, out_channels)
         self.grad_channels = 2 if self.local is not None else 1
         self.query = nn.Linear(in_channels, self.att_dim, bias=False)
-        self.key = nn.Linear(in_channels, self.att_dim, bias=False)
+        self.key = None if shared_qk else nn.Linear(in_channels, self.att_dim, bias=False)
         self.lin_att = nn.Linear(in_channels, out_channels, bias=self.local is None)
         self._ctx: GlobalContext | None = None
 
     # ------------------------------------------------------------- context
-    def bind(self, codebook: ProductCodebook, assignment: Tensor, block: Block) -> None:
-        """Take the outside nodes' codeword tuples of this layer for the next batch."""
-        self._ctx = global_context(codebook, assignment, block.batch)
+    def bind(
+        self,
+        codebook: ProductCodebook,
+        assignment: Tensor,
+        block: Block,
+        remote: TupleCounts | None = None,
+    ) -> None:
+        """Take the outside nodes' codeword tuples of this layer for the next batch
+        (``assignment``: the owned nodes' rows; ``remote``: other workers' nodes)."""
+        self._ctx = global_context(codebook, assignment, block.batch, remote)
 
     def _context(self) -> GlobalContext:
         if self._ctx is None:
@@ -124,7 +183,8 @@ class GlobalAttentionConv(ApproxConv):
         return self._ctx
 
     def _qk(self, h: Tensor, detach: bool) -> tuple[Tensor, Tensor]:
-        wq, wk = self.query.weight, self.key.weight
+        wq = self.query.weight
+        wk = wq if self.key is None else self.key.weight
         if detach:
             wq, wk = wq.detach(), wk.detach()
         scale = 1.0 / math.sqrt(self.att_dim)
@@ -214,6 +274,9 @@ __all__ = [
     "LOCALS",
     "GlobalAttentionConv",
     "GlobalContext",
+    "TupleCounts",
     "exact_global_attention",
     "global_context",
+    "merge_tuple_counts",
+    "tuple_counts",
 ]

@@ -102,9 +102,11 @@ def _score(pred: LinkPredictor, h: Tensor, pairs: Tensor) -> Tensor:
     return torch.cat(out) if out else h.new_zeros(0)
 
 
-def _evaluate(
+def evaluate_pairs(
     pred: LinkPredictor, h: Tensor, split: dict[str, dict[str, Tensor]], k: int
 ) -> dict[str, float]:
+    """``val_``/``test_`` Hits@K and MRR of the pairs of ``split["valid"]`` and
+    ``split["test"]`` (node ids index the embeddings ``h``)."""
     pred.eval()
     out: dict[str, float] = {}
     with torch.no_grad():
@@ -191,23 +193,43 @@ class LinkBatchSampler:
     epoch of node batches sees only ``m / p`` of its ``m`` positives (Cora with
     ``p = 2``: half of them; a large graph with ``p = 100``: one percent).
     Full-graph and VQ-GNN runs of one seed get the same chunks and negatives.
+
+    ``num_steps`` fixes the number of steps instead (chunks of nearly equal
+    size, edges repeated when there are fewer edges than steps): distributed
+    workers with different edge counts must take the same number of steps.
     """
 
-    def __init__(self, pairs: Tensor, num_nodes: int, batch_size: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        pairs: Tensor,
+        num_nodes: int,
+        batch_size: int,
+        seed: int = 0,
+        num_steps: int | None = None,
+    ) -> None:
         if pairs.shape[0] == 0:
             raise ConfigError("--task link needs training edges, but the split left none")
         self.pairs, self.num_nodes, self.seed = pairs, num_nodes, seed
         self.edges_per_batch = max(1, batch_size // 4)
+        self.num_steps = num_steps
 
     def __len__(self) -> int:
+        if self.num_steps is not None:
+            return self.num_steps
         return -(-self.pairs.shape[0] // self.edges_per_batch)
 
     def epoch(self, epoch: int) -> list[LinkBatch]:
         """The steps of one epoch; the same (seed, epoch) gives the same steps."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        perm = torch.randperm(self.pairs.shape[0], generator=g)
+        m = self.pairs.shape[0]
+        if self.num_steps is None:
+            chunks = torch.randperm(m, generator=g).split(self.edges_per_batch)
+        else:
+            rounds = -(-self.num_steps // m)
+            order = torch.cat([torch.randperm(m, generator=g) for _ in range(rounds)])
+            chunks = order[: max(m, self.num_steps)].tensor_split(self.num_steps)
         out = []
-        for chunk in perm.split(self.edges_per_batch):
+        for chunk in chunks:
             pos = self.pairs[chunk]
             neg = torch.randint(self.num_nodes, pos.shape, generator=g)
             nodes, local = torch.unique(torch.cat([pos, neg]).view(-1), return_inverse=True)
@@ -254,7 +276,7 @@ def _run_full(
         with torch.no_grad():
             h = model(x, ei)
         rec = {"epoch": epoch, "loss": sum(losses) / len(losses), "time_s": dt}
-        rec.update(_evaluate(pred, h, split, cfg.hits_k))
+        rec.update(evaluate_pairs(pred, h, split, cfg.hits_k))
         history.append(rec)
         if progress:
             _log(bar, rec, cfg.hits_k)
@@ -337,7 +359,7 @@ def _run_vq(
         train_time += dt
         h = model.predict(x, index, eval_batches)
         rec = {"epoch": epoch, "loss": sum(losses) / len(losses), "time_s": dt}
-        rec.update(_evaluate(pred, h, split, cfg.hits_k))
+        rec.update(evaluate_pairs(pred, h, split, cfg.hits_k))
         history.append(rec)
         if progress:
             _log(bar, rec, cfg.hits_k)
