@@ -17,7 +17,7 @@ from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.nn.transformer import GlobalAttentionConv, exact_global_attention
 
 N, F_IN, HIDDEN, CLASSES, LAYERS = 30, 6, 8, 3, 3
-MODELS = ["transformer", "transformer-sage", "transformer-global"]
+MODELS = ["transformer", "transformer-sage", "transformer-global", "transformer-global-diag"]
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +47,10 @@ def make_model(conv: str) -> VQGNN:
     # Sharper attention than at init, so that a wrong key or weight shows.
     with torch.no_grad():
         for c in model.convs:
-            c.query.weight.mul_(3.0)
+            if c.qk_weight is not None:
+                c.qk_weight.mul_(3.0)
+            else:
+                c.query.weight.mul_(3.0)
     return model
 
 
@@ -161,6 +164,25 @@ def test_counts_weight_shared_codewords() -> None:
     conv._ctx = ctx
     out = conv.transform(conv.messages(x0, block), x0)[0]
     torch.testing.assert_close(out, ref)
+
+
+def test_diagonal_projection_is_a_symmetric_similarity() -> None:
+    """q = k = x diag(w): symmetric, positive semi-definite scores (a feature-weighted dot
+    product) and one weight per feature to learn."""
+    torch.manual_seed(0)
+    conv = GlobalAttentionConv(5, 3, local="none", qk="diagonal")
+    assert conv.query is None and conv.key is None
+    assert sum(p.numel() for p in conv.parameters()) == 5 + 5 * 3 + 3
+    with torch.no_grad():
+        conv.qk_weight.copy_(torch.randn(5))
+    x = torch.nn.functional.normalize(torch.randn(12, 5), dim=1) * 2.0
+    q, k = conv._qk(x, detach=False)
+    scores = q @ k.t()
+    torch.testing.assert_close(scores, scores.t())
+    assert torch.linalg.eigvalsh(scores).min() > -1e-9
+    torch.testing.assert_close(scores, (x * conv.qk_weight**2) @ x.t() / 5**0.5)
+    with pytest.raises(ValueError, match="unknown qk"):
+        GlobalAttentionConv(5, 3, qk="low-rank")
 
 
 def test_far_label_graph_hides_labels_from_local_neighbourhoods() -> None:

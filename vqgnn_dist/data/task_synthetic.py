@@ -116,6 +116,14 @@ def far_label_graph(
     one layer: with ``W_q^T W_k`` close to a multiple of the identity on the
     key dimensions, node i attends to its own community's members anywhere in
     the graph and reads the anchors' class one-hot.
+
+    Trained models can take the memorising route too: a full bilinear score
+    ``x_i^T W_q^T W_k x_j`` has cross terms between a node's key and the
+    anchors' one-hot, which fit "training key -> class" (training accuracy
+    0.9+, test at chance); so can a second layer. One layer of attention with
+    a diagonal query/key projection (``--model transformer-global-diag``) has
+    no such terms and learns the same-key attention: 0.87 test accuracy
+    (``train/experiments.py far``).
     """
     if not 0 < anchors_per_community < community_size:
         raise ValueError("need at least one anchor and one non-anchor per community")

@@ -20,9 +20,25 @@ from vqgnn_dist.nn.convs import ApproxConv, GATConv, GCNConv, SAGEConv
 from vqgnn_dist.nn.transformer import GlobalAttentionConv, TupleCounts
 from vqgnn_dist.vq.codebook import CodebookStats, ProductCodebook
 
-CONVS = ("gcn", "sage", "gat", "transformer", "transformer-sage", "transformer-global")
+CONVS = (
+    "gcn",
+    "sage",
+    "gat",
+    "transformer",
+    "transformer-sage",
+    "transformer-global",
+    "transformer-global-diag",
+)
 # Global attention (nn/transformer.py) plus the local message it adds, by model name.
-TRANSFORMER_LOCAL = {"transformer": "gcn", "transformer-sage": "sage", "transformer-global": "none"}
+TRANSFORMER_LOCAL = {
+    "transformer": "gcn",
+    "transformer-sage": "sage",
+    "transformer-global": "none",
+    "transformer-global-diag": "none",
+}
+# Query/key projection of the global attention, by model name (default: separate W_q, W_k).
+# diagonal: q = k = X diag(w), a similarity with a learned weight per feature.
+TRANSFORMER_QK = {"transformer-global-diag": "diagonal"}
 
 
 def make_convs(
@@ -40,7 +56,8 @@ def make_convs(
         elif conv == "sage":
             layers.append(SAGEConv(dims[i], dims[i + 1]))
         elif conv in TRANSFORMER_LOCAL:
-            layers.append(GlobalAttentionConv(dims[i], dims[i + 1], TRANSFORMER_LOCAL[conv]))
+            qk = TRANSFORMER_QK.get(conv, "separate")
+            layers.append(GlobalAttentionConv(dims[i], dims[i + 1], TRANSFORMER_LOCAL[conv], qk=qk))
         else:
             h = 1 if last else heads
             layers.append(GATConv(dims[i], dims[i + 1] // h, h, concat=not last, dropout=dropout))

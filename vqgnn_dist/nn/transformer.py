@@ -45,6 +45,7 @@ from vqgnn_dist.nn.convs import ApproxConv, GCNConv, SAGEConv
 from vqgnn_dist.vq.codebook import ProductCodebook
 
 LOCALS = ("gcn", "sage", "none")
+QK_PROJECTIONS = ("separate", "diagonal")
 
 
 @dataclass
@@ -133,10 +134,18 @@ class GlobalAttentionConv(ApproxConv):
         in_channels, out_channels: widths of the layer input and output.
         local: ``gcn``, ``sage`` or ``none`` (global attention only).
         att_dim: width of queries and keys (default: ``in_channels``).
-        shared_qk: one projection for queries and keys (``W_q = W_k = W``), so
-            scores ``x_i W^T W x_j`` are a positive semi-definite similarity:
-            each node scores itself and nodes with similar features highest
-            from initialisation on, and the scores are symmetric.
+        qk: the query/key projection. ``separate``: ``q = X W_q``, ``k = X W_k``.
+            ``diagonal``: one per-feature weight vector ``w`` for both,
+            ``q = k = X diag(w)`` (``w`` starts at ones, ``att_dim`` is
+            ``in_channels``): scores ``sum_d w_d^2 x_id x_jd / sqrt(f)`` are a
+            similarity with a learned relevance per feature (as the
+            length-scales of an ARD kernel), symmetric, and from initialisation
+            on each node scores itself and nodes with similar features
+            highest. It has no cross-feature terms ``x_id x_je``, through which
+            a full bilinear form can fit a map from a node's own features to
+            the nodes it attends to (on the far-label graph: from a training
+            community's key to the anchors of its class, which does not carry
+            to unseen keys; ``train/experiments.py far``).
     """
 
     global_attention = True
@@ -147,11 +156,15 @@ class GlobalAttentionConv(ApproxConv):
         out_channels: int,
         local: str = "gcn",
         att_dim: int | None = None,
-        shared_qk: bool = False,
+        qk: str = "separate",
     ) -> None:
         super().__init__()
         if local not in LOCALS:
             raise ValueError(f"unknown local message {local!r}; choose one of {', '.join(LOCALS)}")
+        if qk not in QK_PROJECTIONS:
+            raise ValueError(f"unknown qk {qk!r}; choose one of {', '.join(QK_PROJECTIONS)}")
+        if qk == "diagonal" and att_dim not in (None, in_channels):
+            raise ValueError("a diagonal query/key projection keeps the input width (att_dim)")
         self.in_channels = in_channels
         self.att_dim = att_dim or in_channels
         self.local: ApproxConv | None = None
@@ -160,8 +173,14 @@ class GlobalAttentionConv(ApproxConv):
         elif local == "sage":
             self.local = SAGEConv(in_channels, out_channels)
         self.grad_channels = 2 if self.local is not None else 1
-        self.query = nn.Linear(in_channels, self.att_dim, bias=False)
-        self.key = None if shared_qk else nn.Linear(in_channels, self.att_dim, bias=False)
+        self.query: nn.Linear | None = None
+        self.key: nn.Linear | None = None
+        self.qk_weight: nn.Parameter | None = None
+        if qk == "diagonal":
+            self.qk_weight = nn.Parameter(torch.ones(in_channels))
+        else:
+            self.query = nn.Linear(in_channels, self.att_dim, bias=False)
+            self.key = nn.Linear(in_channels, self.att_dim, bias=False)
         self.lin_att = nn.Linear(in_channels, out_channels, bias=self.local is None)
         self._ctx: GlobalContext | None = None
 
@@ -183,11 +202,14 @@ class GlobalAttentionConv(ApproxConv):
         return self._ctx
 
     def _qk(self, h: Tensor, detach: bool) -> tuple[Tensor, Tensor]:
-        wq = self.query.weight
-        wk = wq if self.key is None else self.key.weight
+        scale = 1.0 / math.sqrt(self.att_dim)
+        if self.qk_weight is not None:
+            w = self.qk_weight.detach() if detach else self.qk_weight
+            k = h * w
+            return k * scale, k
+        wq, wk = self.query.weight, self.key.weight
         if detach:
             wq, wk = wq.detach(), wk.detach()
-        scale = 1.0 / math.sqrt(self.att_dim)
         return h @ wq.t() * scale, h @ wk.t()
 
     # ------------------------------------------------------------ Eq. 6 / 7
@@ -272,6 +294,7 @@ def exact_global_attention(conv: GlobalAttentionConv, x: Tensor, edge_index: Ten
 
 __all__ = [
     "LOCALS",
+    "QK_PROJECTIONS",
     "GlobalAttentionConv",
     "GlobalContext",
     "TupleCounts",

@@ -4,14 +4,14 @@
   VQ-GNN vs full-graph for GCN and SAGE, Hits@20 and MRR;
 * ``inductive ROOT``: multi-graph CSBM (train on 4 graphs, test on unseen ones)
   and Cora with val/test nodes and their edges removed from training;
-* ``far``: the far-label graph, global attention vs 2-layer GCN;
+* ``far``: the far-label graph, global attention (1 layer) vs 2-layer GCN;
 * ``transformer-cora ROOT``: the transformer backbone next to GCN on Cora.
 
 Each run's metrics go to ``OUT/NAME.jsonl`` (one line per run), VQ-GNN node
 models to ``OUT/model``, a summary table to stdout. Use ``OMP_NUM_THREADS=1``.
 With ``--num-workers P`` the VQ-GNN runs train on P Ray workers (``OUT/dist``).
-The reported runs: ``link ROOT --epochs 50`` (seeds 0-4), ``far --seeds 0,1,2``
-and ``transformer-cora ROOT --seeds 0,1,2`` (100 epochs).
+The reported runs: ``link ROOT --epochs 50`` (seeds 0-4), ``far --seeds 0,1,2
+--codebook-size 256`` and ``transformer-cora ROOT --seeds 0,1,2`` (100 epochs).
 """
 
 from __future__ import annotations
@@ -163,22 +163,47 @@ def far(out: Path, seeds: list[int], epochs: int, k: int) -> None:
 
     Chance is 0.25. Every model sees the same graph per seed; VQ runs use
     batches of 400 of the 2000 nodes, so most same-community nodes are outside
-    the batch and reach it only through codewords.
+    the batch and reach it only through codewords. GCNs have 2 layers, the
+    global-attention models 1 layer (one hop of attention reaches every node);
+    all runs: hidden 32, lr 0.03, no dropout or weight decay.
+
+    ``far --seeds 0,1,2 --codebook-size 256``, test accuracy (mean ± std):
+    GCN full-graph 0.256 ± 0.080, GCN VQ 0.247 ± 0.059, transformer-global VQ
+    (separate W_q, W_k) 0.260 ± 0.024, transformer-global-diag VQ 0.872 ±
+    0.013 (exact full-graph inference of the same model 0.883 ± 0.018).
+    2.5 minutes on one CPU thread.
+
+    Why the diagonal query/key projection: with separate W_q, W_k (or one
+    shared W) the scores are a full bilinear form of the features, and its
+    cross terms between key and class-one-hot features fit a map from a
+    training community's key to the anchors of its class: transformer-global
+    reaches 0.93 training accuracy and stays at chance on test (seed 0). One
+    shared W started as a scaled orthogonal matrix attends to same-key nodes
+    from the start (0.75 test with W frozen, codebook 64, seed 0), but
+    training W drifts to the memorising cross terms (0.38). ``q = k = X
+    diag(w)`` keeps that similarity structure (a node and its same-key nodes
+    score highest from initialisation on) and learns only a weight per
+    feature, which cannot encode the map. A second layer does not help: a
+    2-layer transformer-global-diag stays at chance (0.20 test, seed 0, codebook
+    64), and with exact full attention it fits the training keys through its
+    hidden layer (0.99 train, 0.33 test). With
+    ``--codebook-size 64`` the 1-layer diagonal model reaches 0.77 (seed 0;
+    exact inference 0.89): coarser codewords blur the keys of outside anchors.
     """
     from vqgnn_dist.data.task_synthetic import far_label_graph
 
     rows = []
     for seed in seeds:
         data = far_label_graph(seed=seed)
-        common = dict(epochs=epochs, seed=seed, hidden=32, dropout=0.0, weight_decay=0.0)
+        common = dict(epochs=epochs, seed=seed, hidden=32, dropout=0.0, weight_decay=0.0, lr=0.03)
         vq = dict(method="vq", codebook_size=k, batch_size=400, **common)
         rows.append(
             _run(out, "far gcn full-graph", data, model="gcn", method="full-graph", **common)
         )
         rows.append(_run(out, "far gcn vq", data, model="gcn", **vq))
-        for model in ("transformer-global", "transformer"):
-            rows.append(_run(out, f"far {model} vq", data, model=model, **vq))
-    _summary(rows, ("test_acc",))
+        for model in ("transformer-global", "transformer-global-diag"):
+            rows.append(_run(out, f"far {model} vq", data, model=model, num_layers=1, **vq))
+    _summary(rows, ("test_acc", "test_acc_exact_inference"))
 
 
 def transformer_cora(root: str, out: Path, seeds: list[int], epochs: int, k: int) -> None:
