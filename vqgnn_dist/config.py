@@ -12,7 +12,15 @@ class ConfigError(ValueError):
     """An impossible or unknown setting; the message is one line naming the field and the fix."""
 
 
-MODELS = ("gcn", "sage", "gat", "transformer", "transformer-sage", "transformer-global")
+MODELS = (
+    "gcn",
+    "sage",
+    "gat",
+    "transformer",
+    "transformer-sage",
+    "transformer-global",
+    "transformer-global-diag",
+)
 TASKS = ("node", "link", "inductive")
 PREDICTORS = ("mlp", "dot")
 METHODS = ("vq", "full-graph")
