@@ -74,7 +74,8 @@ class VQGNN(nn.Module):
         codebook_size: k codewords per group and layer.
         group_size: D features per product-VQ group.
         heads: attention heads of hidden GAT layers.
-        dropout: dropout on layer inputs (and GAT attention).
+        dropout: dropout on the batch rows of layer inputs, not on codeword rows
+            (and GAT attention).
         decay: EMA decay of the codebooks.
         last_layer_gradients: whether the last layer's codewords carry a gradient part
             (the blue messages of Eq. 7 into the last layer). Without it the last layer
@@ -176,14 +177,21 @@ class VQGNN(nn.Module):
         gradient w.r.t. each layer's X_B is sum_j C_ji G~_r(j): the messages that
         batch node i sends to outside receivers j, weighted by their gradient
         codewords. Add it to the loss before ``backward``.
+
+        Dropout masks the batch rows X_B of every layer, not the codeword rows of
+        outside nodes (see the comment in the loop for why and issue 6 for the
+        measurement).
         """
         self._cache = []
         h, blue = x, x.new_zeros(())
         b = block.num_batch
         for layer, (conv, cb) in enumerate(zip(self.convs, self.codebooks, strict=True)):
             assign = self.assignment(layer)
-            rows = torch.cat([h, cb.feature_codewords(assign[block.outside])])
-            rows = F.dropout(rows, p=self.dropout, training=self.training)
+            # Dropout on the batch rows only: a codeword row is the mean of the
+            # training-time rows of its cluster, an estimate of the outside node's
+            # row averaged over dropout masks, so no mask is drawn on it again.
+            h_drop = F.dropout(h, p=self.dropout, training=self.training)
+            rows = torch.cat([h_drop, cb.feature_codewords(assign[block.outside])])
             self._bind(conv, layer, assign, block)
             m = conv.messages(rows, block)
             grad: dict[str, Tensor] = {}
