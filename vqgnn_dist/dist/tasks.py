@@ -194,8 +194,9 @@ class InductiveTask(NodeTask):
     def evaluate(self, model: VQGNN, x: Tensor, index, exchange: Exchange) -> dict[str, float]:
         lg, cfg = self.full_lg, self.cfg
         if self.model_full is None:
-            self.model_full = build_model(cfg, x.shape[1], self.out_dim, lg.num_local)
-            self.model_full.to(self.device).owned_nodes = lg.num_owned
+            full = build_model(cfg, x.shape[1], self.out_dim, lg.num_local).to(self.device)
+            full.owned_nodes = lg.num_owned
+            self.model_full = full
         full = self.model_full
         state = {k: v for k, v in model.state_dict().items() if not k.startswith("assignment")}
         full.load_state_dict(state, strict=False)
@@ -239,7 +240,7 @@ class LinkTask:
         self.world = dist.get_world_size()
         n_p = lg.num_owned
         rows = torch.repeat_interleave(torch.arange(n_p), shard.indptr.diff())
-        cols = lg.index.col[: shard.indices.numel()]
+        cols = lg.index.col  # local ids; the halo rows of the local graph are empty
         inside = (cols < n_p) & (rows < cols)
         pairs = torch.stack([rows[inside], cols[inside]], dim=1)
         counts = all_sum([float(pairs.shape[0]), float((cols >= n_p).sum())], device)
