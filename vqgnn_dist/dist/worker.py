@@ -99,7 +99,8 @@ def _exchange_halo(model: VQGNN, shard, lg: LocalGraph, server, rank: int) -> in
         )
         for i, t in enumerate(tables):
             table = model.assignment(i)
-            table[lg.num_owned :] = torch.from_numpy(t).to(table.device, table.dtype)
+            # Ray hands out read-only views of its object store: copy into the table.
+            table[lg.num_owned :] = torch.tensor(t, dtype=table.dtype, device=table.device)
             moved += t.nbytes
     dist.barrier()
     if model.global_attention:
