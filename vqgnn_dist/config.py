@@ -7,20 +7,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from vqgnn_dist.nn.model import CONVS
+
 
 class ConfigError(ValueError):
     """An impossible or unknown setting; the message is one line naming the field and the fix."""
 
 
-MODELS = (
-    "gcn",
-    "sage",
-    "gat",
-    "transformer",
-    "transformer-sage",
-    "transformer-global",
-    "transformer-global-diag",
-)
+MODELS = CONVS  # the backbones nn/model.py builds
 TASKS = ("node", "link", "inductive")
 PREDICTORS = ("mlp", "dot")
 METHODS = ("vq", "full-graph")

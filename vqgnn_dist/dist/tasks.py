@@ -35,6 +35,7 @@ from vqgnn_dist.dist.allreduce import all_sum, gather_float
 from vqgnn_dist.dist.halo import LocalGraph, local_graph
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.train.link import LinkBatchSampler, LinkPredictor, evaluate_pairs, link_loss
+from vqgnn_dist.train.loop import vq_model
 
 SPLITS = ("train", "val", "test")
 # exchange(model, shard, local graph) -> bytes moved: the halo exchange of worker.py.
@@ -51,25 +52,10 @@ class Step:
 
 
 def build_model(cfg: TrainConfig, in_dim: int, out_dim: int, num_nodes: int) -> VQGNN:
-    """The VQ-GNN of a worker (and of the codebook server's specs) for ``cfg.task``.
-
-    For link prediction the last layer keeps no gradient codewords (see
-    :func:`vqgnn_dist.train.link.build_link_vq_model`).
-    """
-    return VQGNN(
-        cfg.model,
-        in_dim,
-        cfg.hidden,
-        out_dim,
-        cfg.num_layers,
-        num_nodes,
-        cfg.codebook_size,
-        cfg.group_size,
-        cfg.heads,
-        cfg.dropout,
-        cfg.decay,
-        last_layer_gradients=cfg.task != "link",
-    )
+    """The VQ-GNN of a worker (and of the codebook server's specs) for ``cfg.task``; for
+    link prediction without last-layer gradient codewords, as in one process
+    (:func:`vqgnn_dist.train.link.build_link_vq_model`)."""
+    return vq_model(cfg, in_dim, out_dim, num_nodes, last_layer_gradients=cfg.task != "link")
 
 
 def worker_sampler(num_owned: int, steps: int, seed: int, rank: int) -> NodeSampler:

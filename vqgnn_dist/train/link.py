@@ -298,20 +298,9 @@ def build_link_vq_model(cfg: TrainConfig, in_dim: int, num_nodes: int) -> VQGNN:
     Hits@20 was 4 to 6 points lower, and assigning by [feature | gradient]
     raised the last layer's feature error epsilon from about 0.23 to 0.30.
     """
-    return VQGNN(
-        cfg.model,
-        in_dim,
-        cfg.hidden,
-        cfg.hidden,
-        cfg.num_layers,
-        num_nodes,
-        cfg.codebook_size,
-        cfg.group_size,
-        cfg.heads,
-        cfg.dropout,
-        cfg.decay,
-        last_layer_gradients=False,
-    )
+    from vqgnn_dist.train.loop import vq_model
+
+    return vq_model(cfg, in_dim, cfg.hidden, num_nodes, last_layer_gradients=False)
 
 
 def _run_vq(

@@ -41,12 +41,15 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def build_vq_model(cfg: TrainConfig, data: Data, num_nodes: int) -> VQGNN:
+def vq_model(
+    cfg: TrainConfig, in_dim: int, out_dim: int, num_nodes: int, last_layer_gradients: bool = True
+) -> VQGNN:
+    """The VQ-GNN that ``cfg`` describes, keeping assignments for ``num_nodes`` nodes."""
     return VQGNN(
         cfg.model,
-        data.num_features,
+        in_dim,
         cfg.hidden,
-        int(data.num_classes),
+        out_dim,
         cfg.num_layers,
         num_nodes,
         cfg.codebook_size,
@@ -54,7 +57,13 @@ def build_vq_model(cfg: TrainConfig, data: Data, num_nodes: int) -> VQGNN:
         cfg.heads,
         cfg.dropout,
         cfg.decay,
+        last_layer_gradients=last_layer_gradients,
     )
+
+
+def build_vq_model(cfg: TrainConfig, data: Data, num_nodes: int) -> VQGNN:
+    """The node-classification VQ-GNN for ``data``."""
+    return vq_model(cfg, data.num_features, int(data.num_classes), num_nodes)
 
 
 def build_full_graph_model(cfg: TrainConfig, in_dim: int, out_dim: int) -> FullGraphGNN:
