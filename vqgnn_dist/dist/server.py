@@ -105,19 +105,29 @@ class CodebookServer:
         self._events: dict[int, asyncio.Event] = {}
         self._served: dict[int, int] = {}
         self._assignments: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
+        # A server Ray restarted after a crash starts with fresh codebooks: it must not
+        # answer pushes until a worker has loaded the state of the last checkpoint.
+        self._loaded = False
 
     async def load_state(self, state: Payload) -> int:
         """Take a complete codebook state (after the init pass, or from a checkpoint when
         a run resumes) and forget every step in flight; returns its version."""
         load_codebook_state(self.codebooks, state)
         self._pending, self._answers, self._events, self._served = {}, {}, {}, {}
+        self._loaded = True
         return int(self.codebooks[0].version)
 
     async def state(self) -> Payload:
         return codebook_state(self.codebooks)
 
     async def push(self, rank: int, step: int, payload: Payload) -> Payload:
-        """Worker ``rank``'s statistics for ``step``; returns the state after the step's update."""
+        """Worker ``rank``'s statistics for ``step``; returns the state after the step's update.
+
+        Raises on a server that holds no loaded state (restarted after a crash while no
+        call was in flight): the workers then restart from their last checkpoint.
+        """
+        if not self._loaded:
+            raise RuntimeError("codebook server restarted and lost its state")
         self._pending.setdefault(step, {})[rank] = payload
         event = self._events.setdefault(step, asyncio.Event())
         if len(self._pending[step]) == self.num_workers:
