@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GCNConv, GraphConv
 
 from vqgnn_dist.baselines.graph import Csr, lookup, row_entries
+from vqgnn_dist.nn.dropout import dropout
 
 
 @dataclass
@@ -77,7 +78,7 @@ class SamplingGNN(nn.Module):
 
     def layer(self, i: int, x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
         """Layer ``i``: dropout, aggregation over ``edge_index``, ReLU unless last."""
-        x = F.dropout(x, p=self.dropout, training=self.training)
+        x = dropout(x, self.dropout, self.training)
         x = self.convs[i](x, edge_index, edge_weight)
         return F.relu(x) if i < self.num_layers - 1 else x
 

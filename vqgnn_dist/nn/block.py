@@ -9,6 +9,7 @@ gradient codewords carry the "blue" messages of Eq. 7 back to B.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -86,6 +87,10 @@ class Block:
     ``fwd_dst <- fwd_src`` have destinations in the batch (0..b-1); blue edges
     ``blue_dst <- blue_src`` have destinations among the receivers (0..r-1).
     Both index their sources in ``H``. Self-loops are not listed.
+
+    The first ``num_inner`` forward edges come from batch rows, the rest from
+    outside rows; each part is sorted by destination. Without receiver rows the
+    blue edges are sorted by their batch source.
     """
 
     batch: Tensor
@@ -98,6 +103,7 @@ class Block:
     receiver_row: Tensor  # row of each receiver in H, or -1 when its features are not needed
     deg: Tensor  # [b + h] in-degree of the rows of H
     receiver_deg: Tensor  # [r]
+    num_inner: int  # forward edges whose source is a batch row (they come first)
 
     @property
     def num_batch(self) -> int:
@@ -141,17 +147,20 @@ def build_block(index: GraphIndex, batch: Tensor, receiver_rows: bool = False) -
         blue_src = sender
         receiver_row = torch.full_like(receivers, -1)
     rows = torch.cat([batch, outside])
+    fwd_src = local[fwd_glob]
+    inner = fwd_src < b
     return Block(
         batch=batch,
         outside=outside,
-        fwd_dst=fwd_dst,
-        fwd_src=local[fwd_glob],
+        fwd_dst=torch.cat([fwd_dst[inner], fwd_dst[~inner]]),
+        fwd_src=torch.cat([fwd_src[inner], fwd_src[~inner]]),
         receivers=receivers,
         blue_dst=blue_dst,
         blue_src=blue_src,
         receiver_row=receiver_row,
         deg=index.deg[rows],
         receiver_deg=index.deg[receivers],
+        num_inner=int(inner.sum()),
     )
 
 
@@ -161,3 +170,41 @@ def spmm(dst: Tensor, src: Tensor, weight: Tensor, num_dst: int, h: Tensor) -> T
         torch.stack([dst, src]), weight, (num_dst, h.shape[0]), check_invariants=False
     )
     return torch.sparse.mm(adj, h)
+
+
+# CSR products are what makes GCN and SAGE steps fast here; their beta notice is not news.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+
+def _csr_matrix(rows: Tensor, cols: Tensor, weight: Tensor, shape: tuple[int, int]) -> Tensor:
+    """The sparse CSR matrix of entries given in row order."""
+    crow = torch.zeros(shape[0] + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.bincount(rows, minlength=shape[0]).cumsum(0)
+    return torch.sparse_csr_tensor(crow, cols, weight, shape, check_invariants=False)
+
+
+class _SortedSpmm(torch.autograd.Function):
+    """A @ h for a constant sparse A given by row-sorted entries; backward A^T @ grad, both CSR."""
+
+    @staticmethod
+    def forward(ctx, dst: Tensor, src: Tensor, weight: Tensor, num_dst: int, h: Tensor) -> Tensor:
+        ctx.save_for_backward(dst, src, weight)
+        ctx.num_src = h.shape[0]
+        return _csr_matrix(dst, src, weight, (num_dst, h.shape[0])) @ h
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        dst, src, weight = ctx.saved_tensors
+        order = torch.argsort(src, stable=True)
+        adj_t = _csr_matrix(src[order], dst[order], weight[order], (ctx.num_src, grad.shape[0]))
+        return None, None, None, None, adj_t @ grad
+
+
+def sorted_spmm(dst: Tensor, src: Tensor, weight: Tensor, num_dst: int, h: Tensor) -> Tensor:
+    """:func:`spmm` for edges sorted by ``dst`` with constant weights (GCN, SAGE), as CSR.
+
+    Differentiable in ``h`` only; several times faster than the COO product on the CPU.
+    """
+    if dst.numel() == 0:
+        return h.new_zeros(num_dst, h.shape[1])
+    return _SortedSpmm.apply(dst, src, weight.to(h.dtype), num_dst, h)

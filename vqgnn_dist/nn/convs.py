@@ -1,17 +1,24 @@
 """Graph convolutions in the form X' = sum_s C_s X W_s (paper Eq. 1), conv first, weight after.
 
-Each convolution exposes the two halves VQ-GNN needs:
+Each convolution exposes the halves VQ-GNN needs, over the rows
+``H = [X_B ; X~_out]`` of a :class:`~vqgnn_dist.nn.block.Block`, given apart as the
+live batch rows ``h`` and the outside nodes' codeword rows ``out`` (constants):
 
-* ``messages(h, block)``: the convolution output ``C_B H`` at the batch rows,
-  over ``H = [X_B ; X~_out]`` (paper Eq. 6, green and red messages);
-* ``receiver_messages(h, block)``: the convolution output at the receivers,
-  computed from the same rows, whose inner product with the receivers'
-  gradient codewords back-propagates the blue messages of Eq. 7;
+* ``messages(h, out, block)``: the convolution output ``C_B H`` at the batch
+  rows (paper Eq. 6, green and red messages);
+* ``blue(h, out, g, block)``: a scalar ``sum_j < (C H)_j , G~_j >`` over the
+  receivers j, with ``g`` their gradient codewords, whose gradient w.r.t. ``h``
+  is the blue messages of Eq. 7 (its value is not used);
 * ``transform(m, h_self)``: the linear maps applied after message passing.
 
 The gradient codewords of a layer approximate d loss / d(C X), the gradient at
 the output of ``messages``; ``grad_channels`` says how many copies of the
 input width that output has (GAT: one per head).
+
+GCN and SAGE have fixed coefficients, so their products run as CSR matrices
+(:func:`~vqgnn_dist.nn.block.sorted_spmm`): the outside rows' product carries no
+autograd graph, and the blue term is ``< h , C_RB^T G~ >`` with ``C_RB^T G~``
+computed once, without autograd (its gradient w.r.t. ``h`` is exactly that product).
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import softmax
 
-from vqgnn_dist.nn.block import Block, spmm
+from vqgnn_dist.nn.block import Block, sorted_spmm, spmm
+from vqgnn_dist.nn.dropout import dropout
 
 
 class ApproxConv(nn.Module):
@@ -29,10 +37,10 @@ class ApproxConv(nn.Module):
 
     grad_channels: int = 1
 
-    def messages(self, h: Tensor, block: Block) -> Tensor:
+    def messages(self, h: Tensor, out: Tensor, block: Block) -> Tensor:
         raise NotImplementedError
 
-    def receiver_messages(self, h: Tensor, block: Block) -> Tensor:
+    def blue(self, h: Tensor, out: Tensor, g: Tensor, block: Block) -> Tensor:
         raise NotImplementedError
 
     def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
@@ -43,6 +51,23 @@ def _self_loops(num: int, device: torch.device) -> Tensor:
     return torch.arange(num, device=device)
 
 
+def _fixed_messages(h: Tensor, out: Tensor, block: Block, weight: Tensor) -> Tensor:
+    """``C_B [h ; out]`` over the forward edges with per-edge ``weight`` (self-loops excluded)."""
+    b, ni = block.num_batch, block.num_inner
+    dst, src = block.fwd_dst, block.fwd_src
+    m = sorted_spmm(dst[:ni], src[:ni], weight[:ni], b, h)
+    if dst.numel() > ni:
+        m = m + sorted_spmm(dst[ni:], src[ni:] - b, weight[ni:], b, out)
+    return m
+
+
+def _fixed_blue(h: Tensor, g: Tensor, block: Block, weight: Tensor) -> Tensor:
+    """``< h , C_RB^T g >`` for blue edges with per-edge ``weight``, sorted by batch source."""
+    with torch.no_grad():
+        back = sorted_spmm(block.blue_src, block.blue_dst, weight, block.num_batch, g)
+    return (h * back).sum()
+
+
 class GCNConv(ApproxConv):
     """GCN: C = D~^-1/2 (A + I) D~^-1/2, then X W + b (Kipf and Welling)."""
 
@@ -51,19 +76,16 @@ class GCNConv(ApproxConv):
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
-    def messages(self, h: Tensor, block: Block) -> Tensor:
+    def messages(self, h: Tensor, out: Tensor, block: Block) -> Tensor:
         b = block.num_batch
         dinv = (block.deg + 1).rsqrt()
-        loop = _self_loops(b, h.device)
-        dst = torch.cat([block.fwd_dst, loop])
-        src = torch.cat([block.fwd_src, loop])
-        return spmm(dst, src, dinv[dst] * dinv[src], b, h)
+        weight = dinv[block.fwd_dst] * dinv[block.fwd_src]
+        return (dinv[:b] * dinv[:b])[:, None] * h + _fixed_messages(h, out, block, weight)
 
-    def receiver_messages(self, h: Tensor, block: Block) -> Tensor:
+    def blue(self, h: Tensor, out: Tensor, g: Tensor, block: Block) -> Tensor:
         dinv = (block.deg + 1).rsqrt()
         rinv = (block.receiver_deg + 1).rsqrt()
-        w = rinv[block.blue_dst] * dinv[block.blue_src]
-        return spmm(block.blue_dst, block.blue_src, w, block.receivers.numel(), h)
+        return _fixed_blue(h, g, block, rinv[block.blue_dst] * dinv[block.blue_src])
 
     def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
         return self.lin(m) + self.bias
@@ -77,13 +99,12 @@ class SAGEConv(ApproxConv):
         self.lin_neigh = nn.Linear(in_channels, out_channels, bias=True)
         self.lin_root = nn.Linear(in_channels, out_channels, bias=False)
 
-    def messages(self, h: Tensor, block: Block) -> Tensor:
-        w = 1.0 / block.deg.clamp_min(1)[block.fwd_dst]
-        return spmm(block.fwd_dst, block.fwd_src, w, block.num_batch, h)
+    def messages(self, h: Tensor, out: Tensor, block: Block) -> Tensor:
+        weight = 1.0 / block.deg.clamp_min(1)[block.fwd_dst]
+        return _fixed_messages(h, out, block, weight)
 
-    def receiver_messages(self, h: Tensor, block: Block) -> Tensor:
-        w = 1.0 / block.receiver_deg.clamp_min(1)[block.blue_dst]
-        return spmm(block.blue_dst, block.blue_src, w, block.receivers.numel(), h)
+    def blue(self, h: Tensor, out: Tensor, g: Tensor, block: Block) -> Tensor:
+        return _fixed_blue(h, g, block, 1.0 / block.receiver_deg.clamp_min(1)[block.blue_dst])
 
     def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
         return self.lin_neigh(m) + self.lin_root(h_self)
@@ -128,25 +149,28 @@ class GATConv(ApproxConv):
         a_dst = (proj[dst_rows] * att_dst).sum(-1)
         score = F.leaky_relu(a_src[src] + a_dst[dst], self.negative_slope)
         alpha = softmax(score, dst, num_nodes=num_dst)
-        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+        alpha = dropout(alpha, self.dropout, self.training)
         out = [spmm(dst, src, alpha[:, k], num_dst, h) for k in range(self.heads)]
         return torch.cat(out, dim=1)
 
-    def messages(self, h: Tensor, block: Block) -> Tensor:
+    def messages(self, h: Tensor, out: Tensor, block: Block) -> Tensor:
         b = block.num_batch
         loop = _self_loops(b, h.device)
         dst = torch.cat([block.fwd_dst, loop])
         src = torch.cat([block.fwd_src, loop])
-        return self._attend(h, dst, src, loop, b, detach=False)
+        return self._attend(torch.cat([h, out]), dst, src, loop, b, detach=False)
 
-    def receiver_messages(self, h: Tensor, block: Block) -> Tensor:
-        # Parameters are detached: the receivers' rows pass blue messages to X_B,
-        # while the weights take their gradient from the batch rows alone.
+    def blue(self, h: Tensor, out: Tensor, g: Tensor, block: Block) -> Tensor:
+        # The receivers' attention rows over their whole in-neighbourhood, from the
+        # live batch rows and the codeword rows. Parameters are detached: the
+        # receivers pass blue messages to X_B, while the weights take their
+        # gradient from the batch rows alone.
         r = block.receivers.numel()
         loop = _self_loops(r, h.device)
         dst = torch.cat([block.blue_dst, loop])
         src = torch.cat([block.blue_src, block.receiver_row])
-        return self._attend(h, dst, src, block.receiver_row, r, detach=True)
+        rows = torch.cat([h, out])
+        return (self._attend(rows, dst, src, block.receiver_row, r, detach=True) * g).sum()
 
     def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
         m = m.view(-1, self.heads, self.in_channels)

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 
+from vqgnn_dist.nn.dropout import dropout
+
 
 class FullGraphGNN(nn.Module):
     """The same architecture as :class:`vqgnn_dist.nn.model.VQGNN`, built from PyG layers."""
@@ -41,7 +43,7 @@ class FullGraphGNN(nn.Module):
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         for i, conv in enumerate(self.convs):
-            x = F.dropout(x, p=self.dropout, training=self.training)
+            x = dropout(x, self.dropout, self.training)
             x = conv(x, edge_index)
             if i < len(self.convs) - 1:
                 x = F.relu(x)

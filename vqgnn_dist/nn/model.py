@@ -17,7 +17,9 @@ from torch import Tensor, nn
 
 from vqgnn_dist.nn.block import Block, GraphIndex, build_block
 from vqgnn_dist.nn.convs import ApproxConv, GATConv, GCNConv, SAGEConv
+from vqgnn_dist.nn.dropout import dropout
 from vqgnn_dist.nn.transformer import GlobalAttentionConv, TupleCounts
+from vqgnn_dist.timing import PhaseTimer
 from vqgnn_dist.vq.codebook import CodebookStats, ProductCodebook
 
 CONVS = (
@@ -62,6 +64,13 @@ def make_convs(
             h = 1 if last else heads
             layers.append(GATConv(dims[i], dims[i + 1] // h, h, concat=not last, dropout=dropout))
     return layers
+
+
+def assignment_dtype(codebook_size: int) -> torch.dtype:
+    """The smallest integer type of an assignment table: one byte per entry for k <= 256."""
+    if codebook_size <= 256:
+        return torch.uint8
+    return torch.int16 if codebook_size <= torch.iinfo(torch.int16).max else torch.int32
 
 
 class VQGNN(nn.Module):
@@ -119,7 +128,7 @@ class VQGNN(nn.Module):
             )
             for i in range(num_layers)
         )
-        index_dtype = torch.int16 if codebook_size <= torch.iinfo(torch.int16).max else torch.int32
+        index_dtype = assignment_dtype(codebook_size)
         for i, cb in enumerate(self.codebooks):
             self.register_buffer(
                 f"assignment{i}", torch.zeros(num_nodes, cb.num_groups, dtype=index_dtype)
@@ -130,6 +139,9 @@ class VQGNN(nn.Module):
         # `remote_context[layer]` counts the tuples of the nodes other workers own.
         self.owned_nodes: int | None = None
         self.remote_context: list[TupleCounts] | None = None
+        # The per-phase time budget (vqgnn_dist/timing.py); a loop that reports it
+        # replaces it with one of its own device and reads it per epoch.
+        self.timer = PhaseTimer()
 
     @property
     def num_layers(self) -> int:
@@ -167,7 +179,8 @@ class VQGNN(nn.Module):
         return getattr(self, f"assignment{layer}")
 
     def block(self, index: GraphIndex, batch: Tensor) -> Block:
-        return build_block(index, batch, receiver_rows=self.receiver_rows)
+        with self.timer.phase("block"):
+            return build_block(index, batch, receiver_rows=self.receiver_rows)
 
     # --------------------------------------------------------------- forward
     def forward(self, x: Tensor, block: Block) -> tuple[Tensor, Tensor]:
@@ -182,31 +195,33 @@ class VQGNN(nn.Module):
         outside nodes (see the comment in the loop for why and issue 6 for the
         measurement).
         """
+        with self.timer.phase("forward"):
+            return self._forward(x, block)
+
+    def _forward(self, x: Tensor, block: Block) -> tuple[Tensor, Tensor]:
         self._cache = []
         h, blue = x, x.new_zeros(())
-        b = block.num_batch
         for layer, (conv, cb) in enumerate(zip(self.convs, self.codebooks, strict=True)):
             assign = self.assignment(layer)
             # Dropout on the batch rows only: a codeword row is the mean of the
             # training-time rows of its cluster, an estimate of the outside node's
             # row averaged over dropout masks, so no mask is drawn on it again.
-            h_drop = F.dropout(h, p=self.dropout, training=self.training)
-            rows = torch.cat([h_drop, cb.feature_codewords(assign[block.outside])])
+            h_drop = dropout(h, self.dropout, self.training)
+            out = cb.feature_codewords(assign.index_select(0, block.outside))
             self._bind(conv, layer, assign, block)
-            m = conv.messages(rows, block)
+            m = conv.messages(h_drop, out, block)
             grad: dict[str, Tensor] = {}
             if cb.grad_channels and m.requires_grad:
                 m.register_hook(lambda g, grad=grad: grad.__setitem__("g", g.detach()))
             if cb.grad_channels and h.requires_grad and isinstance(conv, GlobalAttentionConv):
-                s = conv.blue_term(rows, block, cb, assign)  # every outside node receives
+                s = conv.blue_term(h_drop, out, block, cb, assign)  # every outside node receives
                 blue = blue + (s - s.detach())
             elif cb.grad_channels and h.requires_grad and block.receivers.numel():
-                mr = conv.receiver_messages(rows, block)
-                g_tilde = cb.gradient_codewords(assign[block.receivers])
-                s = (mr * g_tilde).sum()
+                g_tilde = cb.gradient_codewords(assign.index_select(0, block.receivers))
+                s = conv.blue(h_drop, out, g_tilde, block)
                 blue = blue + (s - s.detach())
             self._cache.append((h, grad))
-            h = conv.transform(m, rows[:b])
+            h = conv.transform(m, h_drop)
             if layer < self.num_layers - 1:
                 h = F.relu(h)
         return h, blue
@@ -216,13 +231,17 @@ class VQGNN(nn.Module):
         """Per-layer statistics of the last batch, after its backward pass."""
         out = []
         for cb, (x, grad) in zip(self.codebooks, self._cache, strict=True):
-            out.append(cb.batch_stats(x.detach(), grad.get("g") if cb.grad_channels else None))
+            with self.timer.phase("search"):
+                q = cb.quantize(x.detach(), grad.get("g") if cb.grad_channels else None)
+            with self.timer.phase("statistics"):
+                out.append(cb.summarize(q))
         return out
 
     def apply_codebook_stats(self, stats: list[CodebookStats], with_gradients: bool = True) -> None:
         """One EMA update of every layer's codebook."""
-        for cb, s in zip(self.codebooks, stats, strict=True):
-            cb.apply_stats(s, with_gradients=with_gradients)
+        with self.timer.phase("ema"):
+            for cb, s in zip(self.codebooks, stats, strict=True):
+                cb.apply_stats(s, with_gradients=with_gradients)
 
     def update_codebooks(self, nodes: Tensor) -> list[CodebookStats]:
         """The single-process codebook step after ``backward``: statistics of the batch
@@ -234,9 +253,10 @@ class VQGNN(nn.Module):
 
     def set_assignments(self, nodes: Tensor, stats: list[CodebookStats]) -> None:
         """Store the batch nodes' new codeword assignments (rows of R)."""
-        for layer, s in enumerate(stats):
-            table = self.assignment(layer)
-            table[nodes] = s.assignment.to(table.dtype)
+        with self.timer.phase("assignment"):
+            for layer, s in enumerate(stats):
+                table = self.assignment(layer)
+                table[nodes] = s.assignment.to(table.dtype)
 
     # ----------------------------------------------------------- init pass
     @torch.no_grad()
@@ -279,9 +299,9 @@ class VQGNN(nn.Module):
                     cb.apply_stats(stats, with_gradients=False)
                     assignment = stats.assignment
                 table[batch] = assignment.to(table.dtype)
-                rows = torch.cat([h, cb.feature_codewords(table[block.outside])])
+                out = cb.feature_codewords(table[block.outside])
                 self._bind(conv, layer, table, block)
-                h = conv.transform(conv.messages(rows, block), rows[: block.num_batch])
+                h = conv.transform(conv.messages(h, out, block), h)
                 if layer < self.num_layers - 1:
                     h = F.relu(h)
         self.train(was_training)

@@ -213,26 +213,18 @@ class GlobalAttentionConv(ApproxConv):
         return h @ wq.t() * scale, h @ wk.t()
 
     # ------------------------------------------------------------ Eq. 6 / 7
-    def messages(self, h: Tensor, block: Block) -> Tensor:
+    def messages(self, h: Tensor, out: Tensor, block: Block) -> Tensor:
         """``[C_local H | C_att H]`` at the batch rows (paper Eq. 6)."""
         ctx = self._context()
-        b = block.num_batch
-        hb = h[:b]
-        q, kb = self._qk(hb, detach=False)
+        q, kb = self._qk(h, detach=False)
         _, kc = self._qk(ctx.rows, detach=False)
-        att = _attend(q, kb, kc, ctx.log_counts, torch.cat([hb, ctx.rows]))
+        att = _attend(q, kb, kc, ctx.log_counts, torch.cat([h, ctx.rows]))
         if self.local is None:
             return att
-        return torch.cat([self.local.messages(h, block), att], dim=1)
-
-    def receiver_messages(self, h: Tensor, block: Block) -> Tensor:
-        """The local message at the graph receivers (the global part is in :meth:`blue_term`)."""
-        if self.local is None:
-            return h.new_zeros(block.receivers.numel(), self.in_channels)
-        return self.local.receiver_messages(h, block)
+        return torch.cat([self.local.messages(h, out, block), att], dim=1)
 
     def blue_term(
-        self, h: Tensor, block: Block, codebook: ProductCodebook, assignment: Tensor
+        self, h: Tensor, out: Tensor, block: Block, codebook: ProductCodebook, assignment: Tensor
     ) -> Tensor:
         """Scalar whose gradient w.r.t. the batch rows is the blue messages of Eq. 7.
 
@@ -248,13 +240,11 @@ class GlobalAttentionConv(ApproxConv):
             return total
         if self.local is not None and block.receivers.numel():
             g_local = codebook.gradient_codewords(assignment[block.receivers])[:, :f]
-            total = total + (self.local.receiver_messages(h, block) * g_local).sum()
+            total = total + self.local.blue(h, out, g_local, block)
         if ctx.rows.shape[0]:
-            b = block.num_batch
-            hb = h[:b]
-            _, kb = self._qk(hb, detach=True)
+            _, kb = self._qk(h, detach=True)
             qc, kc = self._qk(ctx.rows, detach=True)
-            att = _attend(qc, kb, kc, ctx.log_counts, torch.cat([hb, ctx.rows]))
+            att = _attend(qc, kb, kc, ctx.log_counts, torch.cat([h, ctx.rows]))
             weight = ctx.log_counts.exp()[:, None]
             total = total + (att * ctx.grads[:, -f:] * weight).sum()
         return total

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.splits import link_split, symmetric_edge_index
 from vqgnn_dist.nn.block import GraphIndex
+from vqgnn_dist.nn.dropout import dropout
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.train.metrics import run_info
 
@@ -57,7 +58,7 @@ class LinkPredictor(nn.Module):
         """Logits [m] of the pairs (hu[i], hv[i])."""
         if self.kind == "dot":
             return (hu * hv).sum(-1)
-        z = F.dropout(hu * hv, p=self.dropout, training=self.training)
+        z = dropout(hu * hv, self.dropout, self.training)
         return self.mlp(z).squeeze(-1)
 
 

@@ -59,6 +59,32 @@ class CodebookStats:
         return float((self.sq_err / self.sq_norm.clamp_min(1e-30)).sqrt())
 
 
+@dataclass
+class CodewordTables:
+    """A codebook's codewords in the forms lookups need, for one codebook state.
+
+    ``feature`` [G * k, D] and ``gradient`` [G * k, H * D] are the de-whitened halves,
+    flat so that one gather with ``assignment + offset`` fetches a node's rows of
+    every group.
+    """
+
+    whitened: Tensor  # [G, k, E]
+    raw: Tensor  # [G, k, E] de-whitened
+    feature: Tensor  # [G * k, D]
+    gradient: Tensor  # [G * k, H * D]
+    offset: Tensor  # [G] first row of each group in the flat tables
+
+
+@dataclass
+class Quantized:
+    """One batch after the codeword search: its vectors and their nearest codewords."""
+
+    raw: Tensor  # [b, G, E] vectors before whitening
+    whitened: Tensor  # [b, G, E]
+    assignment_t: Tensor  # [G, b] nearest codeword per group and node
+    sq_dist: Tensor  # [G, b] squared whitened distance to it
+
+
 def merge_stats(parts: list[CodebookStats]) -> CodebookStats:
     """Sum the statistics of several workers (their assignments are concatenated).
 
@@ -98,31 +124,43 @@ def merge_candidates(
     )
 
 
-def _nearest(z: Tensor, cw: Tensor, chunk_elems: int = 1 << 20) -> tuple[Tensor, Tensor]:
+def _nearest(z: Tensor, cw: Tensor, chunk_elems: int = 1 << 18) -> tuple[Tensor, Tensor]:
     """Nearest codeword per group: z [G, b, E], cw [G, k, E] -> (index, squared distance) [G, b].
 
-    Works in chunks of nodes so the [G, chunk, k] distance block stays small.
+    ||z - c||^2 = ||z||^2 + ||c||^2 - 2 z.c. One ``bmm`` of ``[z, 1]`` and
+    ``[-2c, ||c||^2]`` per chunk of nodes writes ||c||^2 - 2 z.c, whose minimum over
+    k is the nearest codeword; ||z||^2 is the same for every codeword and added to
+    the minimum only. Chunks keep the [G, chunk, k] distance block at
+    ``chunk_elems`` floats (1 MiB), so it stays in cache.
     """
     G, b, _ = z.shape
     k = cw.shape[1]
     step = max(1, chunk_elems // max(1, G * k))
-    # ||c||^2 - 2 z.c as one product of [z, 1] and [-2c, ||c||^2]; ||z||^2 is the same
-    # for every codeword, so it is added to the minimum only.
     c_aug = torch.cat([-2 * cw, (cw * cw).sum(-1, keepdim=True)], dim=-1).transpose(1, 2)
-    index, dist = [], []
-    for s in range(0, b, step):
-        zs = z[:, s : s + step]
-        d = torch.bmm(torch.cat([zs, zs.new_ones(*zs.shape[:2], 1)], dim=-1), c_aug)
-        best, arg = d.min(-1)
-        index.append(arg)
-        dist.append((best + (zs * zs).sum(-1)).clamp_min(0))
-    return torch.cat(index, 1), torch.cat(dist, 1)
+    z_aug = torch.cat([z, z.new_ones(G, b, 1)], dim=-1)
+    parts = [torch.bmm(z_aug[:, s : s + step], c_aug).min(-1) for s in range(0, b, step)]
+    best = torch.cat([p.values for p in parts], 1)
+    index = torch.cat([p.indices for p in parts], 1)
+    return index, (best + (z * z).sum(-1)).clamp_min(0)
 
 
 def _stable_topk(err: Tensor, k: int) -> Tensor:
-    """Indices of the k largest errors per row, ties broken by position."""
-    order = torch.sort(err, dim=1, descending=True, stable=True).indices
-    return order[:, :k]
+    """Indices of the k largest errors per row, largest first, ties broken by position.
+
+    ``topk`` picks the values; where several entries tie with the k-th value, the
+    earliest positions among them are taken, so the result does not depend on how a
+    batch is split or on the sort algorithm (see :func:`merge_candidates`).
+    """
+    if k >= err.shape[1]:
+        return torch.sort(err, dim=1, descending=True, stable=True).indices
+    kth = err.topk(k, dim=1, sorted=False).values.amin(1, keepdim=True)
+    above = err > kth
+    tied = err == kth
+    room = k - above.sum(1, keepdim=True)
+    keep = above | (tied & (tied.cumsum(1) <= room))
+    picked = keep.nonzero()[:, 1].view(err.shape[0], k)  # positions in increasing order
+    order = torch.sort(torch.gather(err, 1, picked), dim=1, descending=True, stable=True).indices
+    return torch.gather(picked, 1, order)
 
 
 class ProductCodebook(nn.Module):
@@ -177,6 +215,7 @@ class ProductCodebook(nn.Module):
         self.register_buffer("ema_total", torch.zeros(G, k, E))
         self.register_buffer("grad_moments_ready", torch.zeros((), dtype=torch.bool))
         self.register_buffer("version", torch.zeros((), dtype=torch.long))
+        self._cached: tuple[tuple, CodewordTables] | None = None
 
     # ------------------------------------------------------------------ layout
     @property
@@ -223,34 +262,56 @@ class ProductCodebook(nn.Module):
     def _std(self) -> Tensor:
         return (self.var + self.eps).sqrt()
 
+    def _tables(self) -> CodewordTables:
+        """The codeword tables of the current codebook state, computed once per state.
+
+        The key is the in-place version counter of every buffer a codeword depends
+        on, so any update (an EMA step, a loaded state, a copy from the codebook
+        server) makes the next lookup recompute them, and lookups in between reuse them.
+        """
+        state = (self.ema_total, self.ema_count, self.mean, self.var)
+        key = tuple((t._version, t.data_ptr()) for t in state)
+        if self._cached is None or self._cached[0] != key:
+            n = self.ema_count.sum(1, keepdim=True)
+            k, G, D = self.codebook_size, self.num_groups, self.group_size
+            smoothed = (self.ema_count + self.laplace_eps) / (n + k * self.laplace_eps) * n
+            whitened = self.ema_total / smoothed[..., None]
+            raw = whitened * self._std()[:, None] + self.mean[:, None]
+            tables = CodewordTables(
+                whitened=whitened,
+                raw=raw,
+                feature=raw[..., :D].reshape(G * k, D).contiguous(),
+                gradient=raw[..., D:].reshape(G * k, self.entry_size - D).contiguous(),
+                offset=torch.arange(G, device=raw.device) * k,
+            )
+            self._cached = (key, tables)
+        return self._cached[1]
+
     def whitened_codewords(self) -> Tensor:
         """[G, k, E] codewords m_v / N_v in the whitened space, counts Laplace smoothed."""
-        n = self.ema_count.sum(1, keepdim=True)
-        k = self.codebook_size
-        smoothed = (self.ema_count + self.laplace_eps) / (n + k * self.laplace_eps) * n
-        return self.ema_total / smoothed[..., None]
+        return self._tables().whitened
 
     def codewords(self) -> Tensor:
         """[G, k, E] de-whitened codewords, ready to stand in for node rows."""
-        return self.whitened_codewords() * self._std()[:, None] + self.mean[:, None]
+        return self._tables().raw
 
-    def _lookup(self, assignment: Tensor) -> Tensor:
-        """[n, G] assignments -> [n, G, E] de-whitened codewords."""
-        cw = self.codewords()
-        group = torch.arange(self.num_groups, device=assignment.device)
-        return cw[group[None, :], assignment.long()]
+    def _gather(self, table: Tensor, assignment: Tensor) -> Tensor:
+        """Rows of a flat [G * k, w] table for [n, G] assignments: [n, G, w]."""
+        flat = (assignment.long() + self._tables().offset).view(-1)
+        return table.index_select(0, flat).view(
+            assignment.shape[0], self.num_groups, table.shape[1]
+        )
 
     def feature_codewords(self, assignment: Tensor) -> Tensor:
         """The feature rows X~ of nodes with the given [n, G] assignments: [n, f]."""
-        rows = self._lookup(assignment)[..., : self.group_size]
+        rows = self._gather(self._tables().feature, assignment)  # [n, G, D]
         return rows.reshape(rows.shape[0], self.num_groups * self.group_size)[
             :, : self.num_features
         ]
 
     def gradient_codewords(self, assignment: Tensor) -> Tensor:
         """The gradient rows G~ of nodes with the given assignments: [n, H * f]."""
-        rows = self._lookup(assignment)[..., self.group_size :]
-        return self._ungroup_grads(rows)
+        return self._ungroup_grads(self._gather(self._tables().gradient, assignment))
 
     def load_codewords(self, x: Tensor, g: Tensor | None = None) -> None:
         """Make row v of ``x`` (and ``g``) codeword v of every group, each with count 1.
@@ -311,45 +372,54 @@ class ProductCodebook(nn.Module):
 
     # ------------------------------------------------------------ statistics
     @torch.no_grad()
-    def batch_stats(self, x: Tensor, g: Tensor | None = None) -> CodebookStats:
-        """Assign a batch to its nearest codewords and summarise it (VQ-VAE EMA step, part 1).
+    def quantize(self, x: Tensor, g: Tensor | None = None) -> Quantized:
+        """The codeword search: each batch vector's nearest codeword per group.
 
         ``x`` is the layer input [b, f] of the batch nodes and ``g`` the gradient
         at the convolution output [b, H * f], or None in the init pass (then only
-        the feature part decides the assignment).
+        the feature part decides the assignment). Distances are taken between
+        whitened vectors and whitened codewords.
         """
         raw = self._vectors(x, g)  # [b, G, E]
         z = (raw - self.mean) / self._std()
-        cw = self.whitened_codewords()  # [G, k, E]
         width = self.entry_size if g is not None else self.group_size
-        assign_t, best = _nearest(z[..., :width].transpose(0, 1), cw[..., :width])  # [G, b]
+        cw = self.whitened_codewords()[..., :width]
+        assign_t, best = _nearest(z[..., :width].transpose(0, 1), cw)  # [G, b]
+        return Quantized(raw=raw, whitened=z, assignment_t=assign_t, sq_dist=best)
+
+    @torch.no_grad()
+    def summarize(self, q: Quantized) -> CodebookStats:
+        """The statistics of a searched batch that add up across workers (EMA step, part 1)."""
         G, k, E = self.num_groups, self.codebook_size, self.entry_size
-        zt = z.transpose(0, 1)  # [G, b, E]
-        count = torch.zeros(G, k, dtype=z.dtype, device=z.device)
-        count.scatter_add_(1, assign_t, torch.ones_like(best))
-        total = torch.zeros(G, k, E, dtype=z.dtype, device=z.device)
-        total.scatter_add_(1, assign_t[..., None].expand(-1, -1, E), zt)
-        c = min(self.num_candidates, z.shape[0])
-        top = _stable_topk(best, c)
+        b = q.raw.shape[0]
+        flat = (q.assignment_t.t() + self._tables().offset).reshape(-1)  # [b * G] rows of G * k
+        count = torch.bincount(flat, minlength=G * k).to(q.raw.dtype).view(G, k)
+        total = q.raw.new_zeros(G * k, E).index_add_(0, flat, q.whitened.reshape(b * G, E))
+        c = min(self.num_candidates, b)
+        top = _stable_topk(q.sq_dist, c)  # [G, c]
+        zt = q.whitened.transpose(0, 1)
         candidate = torch.gather(zt, 1, top[..., None].expand(-1, -1, E))
         # VQ relative error of the feature part in the raw space.
-        recon = cw[torch.arange(G, device=z.device)[:, None], assign_t][..., : self.group_size]
-        recon = (
-            recon * self._std()[:, None, : self.group_size] + self.mean[:, None, : self.group_size]
-        )
-        feat = raw[..., : self.group_size].transpose(0, 1)
+        D = self.group_size
+        recon = self._tables().feature.index_select(0, flat).view(b, G, D)
+        feat = q.raw[..., :D]
         return CodebookStats(
-            assignment=assign_t.t().contiguous(),
+            assignment=q.assignment_t.t().contiguous(),
             count=count,
-            total=total,
-            moment_n=torch.tensor(float(z.shape[0]), dtype=z.dtype, device=z.device),
-            moment_sum=raw.sum(0),
-            moment_sumsq=(raw * raw).sum(0),
+            total=total.view(G, k, E),
+            moment_n=torch.tensor(float(b), dtype=q.raw.dtype, device=q.raw.device),
+            moment_sum=q.raw.sum(0),
+            moment_sumsq=(q.raw * q.raw).sum(0),
             candidate=candidate,
-            candidate_err=torch.gather(best, 1, top),
+            candidate_err=torch.gather(q.sq_dist, 1, top),
             sq_err=((feat - recon) ** 2).sum(),
             sq_norm=(feat * feat).sum(),
         )
+
+    def batch_stats(self, x: Tensor, g: Tensor | None = None) -> CodebookStats:
+        """Assign a batch to its nearest codewords and summarise it (VQ-VAE EMA step, part 1):
+        :meth:`quantize`, then :meth:`summarize`."""
+        return self.summarize(self.quantize(x, g))
 
     @torch.no_grad()
     def apply_stats(self, stats: CodebookStats, with_gradients: bool = True) -> None:
