@@ -12,6 +12,7 @@ import torch
 
 from vqgnn_dist.config import (
     CODEBOOK_SYNCS,
+    INFERENCES,
     METHODS,
     MODELS,
     OPTIMIZERS,
@@ -30,6 +31,7 @@ CHOICES = {
     "optimizer": OPTIMIZERS,
     "codebook_sync": CODEBOOK_SYNCS,
     "codebook_wire": WIRES,
+    "inference": INFERENCES,
 }
 HELP = {
     "dataset": "synthetic, cora, citeseer, pubmed, ogbn-*, parquet:DIR, ...",
@@ -52,6 +54,11 @@ HELP = {
     "init_checkpoint": "start distributed training from a single-process DIR/model.pt",
     "resume": "continue the distributed run in --output-dir from its latest checkpoint",
     "decay": "EMA decay of the codebooks",
+    "inference": "layerwise = exact inference of the trained weights, one layer of all nodes "
+    "at a time (host memory: one layer); codeword = the paper's mini-batch inference through "
+    "codewords (memory O(batch), no neighbour explosion)",
+    "freeze_input_codebook": "keep the first layer's codebook as the init pass leaves it "
+    "(its input, the node features, never changes): one codeword search fewer per step",
     "task": "node (classification), link (prediction, Hits@K/MRR), inductive (unseen nodes)",
     "link_predictor": "--task link: mlp on h_u * h_v, or dot",
     "hits_k": "--task link: K of Hits@K",

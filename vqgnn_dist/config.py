@@ -22,6 +22,7 @@ SAMPLERS = ("node", "cluster")
 OPTIMIZERS = ("adam", "rmsprop")
 CODEBOOK_SYNCS = ("server", "allreduce")
 WIRES = ("fp32", "fp16")
+INFERENCES = ("layerwise", "codeword")
 
 
 @dataclass
@@ -48,6 +49,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     optimizer: str = "adam"
     decay: float = 0.99
+    freeze_input_codebook: bool = False
+    inference: str = "layerwise"
     link_predictor: str = "mlp"
     hits_k: int = 20
     num_workers: int = 0
@@ -72,6 +75,7 @@ class TrainConfig:
         _choice("link-predictor", self.link_predictor, PREDICTORS)
         _choice("codebook-sync", self.codebook_sync, CODEBOOK_SYNCS)
         _choice("codebook-wire", self.codebook_wire, WIRES)
+        _choice("inference", self.inference, INFERENCES)
         for name in (
             "epochs",
             "codebook_size",

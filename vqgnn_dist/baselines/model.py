@@ -125,3 +125,48 @@ def layerwise_inference(model: SamplingGNN, x: Tensor, csr: Csr, chunk_size: int
             out.append(h[: chunk.numel()])
         x = torch.cat(out)
     return x
+
+
+@torch.no_grad()
+def lhop_inference(model: SamplingGNN, x: Tensor, csr: Csr, batch_size: int) -> Tensor:
+    """Exact outputs of all nodes by mini-batches over their complete L-hop neighbourhoods.
+
+    What the sampling methods do when one layer of all nodes does not fit on the
+    device, and the inference the VQ-GNN paper compares with (Sec. 5, "sampled"
+    inference): for each batch of ``batch_size`` target nodes, hop k adds every
+    in-neighbour (``csr``, full-graph coefficients) of the nodes first reached at
+    hop k-1, and the L layers run on that computation graph, layer l on hops
+    0..L-l as in :meth:`SamplingGNN.forward_batch`. No neighbour is dropped, so
+    the outputs equal :func:`layerwise_inference`; the cost grows with the
+    L-hop neighbourhoods (the neighbour explosion VQ-GNN avoids).
+    """
+    model.eval()
+    depth, out = model.num_layers, None
+    for targets in torch.arange(csr.num_nodes, device=x.device).split(batch_size):
+        nodes, frontier = targets, targets
+        hop_nodes, hop_edges = [targets.numel()], [0]
+        sources, dests, weights = [], [], []
+        for _ in range(depth):
+            pos, eid = row_entries(csr.rowptr, frontier)
+            src = csr.col[eid]
+            new = torch.unique(src[lookup(nodes, src) < 0])
+            dests.append(pos + (hop_nodes[-1] - frontier.numel()))
+            nodes = torch.cat([nodes, new])
+            sources.append(lookup(nodes, src))
+            weights.append(csr.weight[eid])
+            hop_nodes.append(nodes.numel())
+            hop_edges.append(hop_edges[-1] + eid.numel())
+            frontier = new
+        batch = SampledBatch(
+            nodes,
+            torch.stack([torch.cat(sources), torch.cat(dests)]),
+            torch.cat(weights),
+            [(hop_nodes[depth - i], hop_edges[depth - i]) for i in range(depth)],
+            torch.arange(targets.numel(), device=x.device),
+            torch.ones(targets.numel(), device=x.device),
+        )
+        logits = model.forward_batch(x[nodes], batch)[: targets.numel()]
+        if out is None:
+            out = logits.new_zeros(csr.num_nodes, logits.shape[1])
+        out[targets] = logits
+    return out

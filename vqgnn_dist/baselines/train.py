@@ -15,7 +15,9 @@ aggregate, summed over layers -- for ``ns-sage`` layer ``l`` uses the sampled
 edges of hops ``1..L-l``; for ``cluster-gcn`` / ``saint-rw`` every layer uses the
 induced subgraph (GCN: with its self-loops), i.e. its edges x ``num_layers``.
 Evaluation and ``inference_time_s`` use the layer-wise full-neighbourhood
-inference (:func:`vqgnn_dist.baselines.model.layerwise_inference`).
+inference (:func:`vqgnn_dist.baselines.model.layerwise_inference`); the final
+model is also timed with mini-batch inference over full L-hop neighbourhoods
+(:func:`~vqgnn_dist.baselines.model.lhop_inference`, ``inference_modes``).
 """
 
 from __future__ import annotations
@@ -34,12 +36,24 @@ from tqdm import tqdm
 
 from vqgnn_dist.baselines.cluster import ClusterGCNSampler
 from vqgnn_dist.baselines.graph import Csr, edge_weights
-from vqgnn_dist.baselines.model import SampledBatch, SamplingGNN, layerwise_inference
+from vqgnn_dist.baselines.model import (
+    SampledBatch,
+    SamplingGNN,
+    layerwise_inference,
+    lhop_inference,
+)
 from vqgnn_dist.baselines.neighbor import NeighborSampler
 from vqgnn_dist.baselines.saint import SaintRWSampler
 from vqgnn_dist.config import TrainConfig
-from vqgnn_dist.train.loop import epoch_record, log_epoch, make_optimizer, pick_device, summarize
-from vqgnn_dist.train.metrics import run_info
+from vqgnn_dist.train.loop import (
+    SPLITS,
+    epoch_record,
+    log_epoch,
+    make_optimizer,
+    pick_device,
+    summarize,
+)
+from vqgnn_dist.train.metrics import accuracy, run_info
 
 SAMPLING_METHODS = ("ns-sage", "cluster-gcn", "saint-rw")
 IMPLEMENTATION = "plain torch (PyG loader needs pyg-lib/torch-sparse)"
@@ -245,14 +259,18 @@ def train_sampling(
         if progress:
             log_epoch(bar, rec)
     model.load_state_dict(best_state)
-    _sync(device)
-    t0 = time.perf_counter()
-    layerwise_inference(model, x, norm, cfg.batch_size)
-    _sync(device)
-    inference_time = time.perf_counter() - t0
+    inference = {}
+    for name, infer in (("layerwise", layerwise_inference), ("lhop", lhop_inference)):
+        _sync(device)
+        t0 = time.perf_counter()
+        logits = infer(model, x, norm, cfg.batch_size)
+        _sync(device)
+        accs = {f"{s}_acc": accuracy(logits, y, m) for s, m in zip(SPLITS, masks, strict=True)}
+        inference[name] = {"time_s": time.perf_counter() - t0, **accs}
     return {
         **summarize(history, train_time),
-        "inference_time_s": inference_time,
+        "inference_time_s": inference["layerwise"]["time_s"],
+        "inference_modes": inference,
         "preprocess_time_s": preprocess_time,
         "mean_batch_nodes": sum(nodes) / len(nodes),
         "mean_batch_edges": sum(messages) / len(messages),

@@ -90,7 +90,16 @@ def _record(result: dict[str, Any]) -> dict[str, Any]:
         "num_nodes": result.get("num_nodes"),
         "num_edges": result.get("num_edges"),
     }
-    for key in ("bytes_per_epoch", "mean_batch_nodes", "mean_batch_edges", "implementation"):
+    for key in (
+        "bytes_per_epoch",
+        "mean_batch_nodes",
+        "mean_batch_edges",
+        "implementation",
+        "step_budget",
+        "init_phases",
+        "inference",
+        "inference_modes",
+    ):
         if key in result:
             record[key] = result[key]
     return record

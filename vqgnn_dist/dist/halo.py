@@ -49,7 +49,7 @@ def local_graph(shard: Shard) -> LocalGraph:
     col = torch.where(is_owned, pos, n_p + hpos)
     rowptr = torch.cat([shard.indptr, shard.indptr[-1:].expand(h)])
     deg = torch.cat([shard.degree, shard.halo_degree]).to(torch.get_default_dtype())
-    index = GraphIndex(rowptr, col, rowptr, col, deg)
+    index = GraphIndex(rowptr, col, rowptr, col, deg, symmetric=True)
     # In a symmetric graph a node is in another shard's halo exactly when it has a
     # neighbour there, i.e. a halo neighbour here: only these assignments are shared.
     rows = torch.repeat_interleave(torch.arange(n_p), shard.indptr.diff())

@@ -92,12 +92,21 @@ class CodebookServer:
 
     Args:
         specs: per layer, the keyword arguments of :class:`ProductCodebook`.
+        trained: the layers whose statistics the workers push, in push order
+            (:attr:`VQGNN.trained_layers`; a frozen input codebook is not among them).
         num_workers: P, the pushes that make one synchronous step.
         wire: precision of the answers, ``fp32`` or ``fp16`` (see the module docstring).
     """
 
-    def __init__(self, specs: list[dict[str, Any]], num_workers: int, wire: str = "fp32") -> None:
+    def __init__(
+        self,
+        specs: list[dict[str, Any]],
+        trained: list[int],
+        num_workers: int,
+        wire: str = "fp32",
+    ) -> None:
         self.codebooks = [ProductCodebook(**spec) for spec in specs]
+        self.trained = [self.codebooks[i] for i in trained]
         self.num_workers = num_workers
         self.wire = wire
         self._pending: dict[int, dict[int, Payload]] = {}
@@ -121,7 +130,8 @@ class CodebookServer:
         return codebook_state(self.codebooks)
 
     async def push(self, rank: int, step: int, payload: Payload) -> Payload:
-        """Worker ``rank``'s statistics for ``step``; returns the state after the step's update.
+        """Worker ``rank``'s statistics for ``step``; returns the state of the trained
+        codebooks after the step's update.
 
         Raises on a server that holds no loaded state (restarted after a crash while no
         call was in flight): the workers then restart from their last checkpoint.
@@ -132,10 +142,10 @@ class CodebookServer:
         event = self._events.setdefault(step, asyncio.Event())
         if len(self._pending[step]) == self.num_workers:
             parts = self._pending.pop(step)
-            for layer, cb in enumerate(self.codebooks):
-                stats = [_to_stats(parts[r][layer]) for r in sorted(parts)]
+            for i, cb in enumerate(self.trained):
+                stats = [_to_stats(parts[r][i]) for r in sorted(parts)]
                 cb.apply_stats(merge_stats(stats))
-            self._answers[step] = codebook_state(self.codebooks, self.wire)
+            self._answers[step] = codebook_state(self.trained, self.wire)
             event.set()
         else:
             await event.wait()

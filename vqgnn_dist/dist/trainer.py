@@ -65,11 +65,12 @@ class EpochPrinter(UserCallback):
         )
 
 
-def codebook_specs(cfg: TrainConfig, data: Data) -> list[dict[str, Any]]:
-    """The constructor arguments of every layer's codebook, as the workers build them."""
+def codebook_specs(cfg: TrainConfig, data: Data) -> tuple[list[dict[str, Any]], list[int]]:
+    """The constructor arguments of every layer's codebook, as the workers build them, and
+    the layers whose codebooks train (the ones statistics are pushed for)."""
     out_dim = cfg.hidden if cfg.task == "link" else int(data.num_classes)
     probe = build_model(cfg, data.num_features, out_dim, 1)
-    return [
+    specs = [
         {
             "num_features": cb.num_features,
             "codebook_size": cb.codebook_size,
@@ -79,6 +80,7 @@ def codebook_specs(cfg: TrainConfig, data: Data) -> list[dict[str, Any]]:
         }
         for cb in probe.codebooks
     ]
+    return specs, probe.trained_layers
 
 
 def prepare_shards(
@@ -191,7 +193,7 @@ def train_distributed(
     # workers restart from their last checkpoint and reload the server's state from it.
     server = CodebookServer.options(
         name=server_name, namespace=NAMESPACE, max_restarts=-1, max_task_retries=0
-    ).remote(codebook_specs(cfg, data), cfg.num_workers, cfg.codebook_wire)
+    ).remote(*codebook_specs(cfg, data), cfg.num_workers, cfg.codebook_wire)
     use_gpu = torch.cuda.is_available()
     trainer = TorchTrainer(
         train_worker,

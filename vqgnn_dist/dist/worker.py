@@ -109,9 +109,9 @@ def _exchange_halo(model: VQGNN, shard, lg: LocalGraph, server, rank: int) -> in
 
 
 def _load_answer(model: VQGNN, ref: ray.ObjectRef) -> int:
-    """Wait for one push's answer and take its codebook state; returns its bytes."""
+    """Wait for one push's answer and take its state of the trained codebooks; its bytes."""
     state = ray.get(ref)
-    load_codebook_state(model.codebooks, state)
+    load_codebook_state(model.trained_codebooks, state)
     return payload_bytes(state)
 
 
@@ -202,7 +202,7 @@ def train_worker(config: dict[str, Any]) -> None:
         lg.num_owned, -(-lg.num_owned // cfg.batch_size), cfg.seed, rank
     ).epoch(0)
 
-    candidates = [cb.num_candidates for cb in model.codebooks]
+    candidates = [cb.num_candidates for cb in model.trained_codebooks]
     start_epoch, step, history = 1, 0, []
     # A failure inside this run restarts from its own latest checkpoint; --resume
     # starts from the latest checkpoint of an earlier run.
@@ -310,7 +310,7 @@ def train_worker(config: dict[str, Any]) -> None:
             "bytes_allreduce": totals[3],
             "codebook_consistent": max(checksums) - min(checksums)
             <= 1e-6 * max(1.0, abs(checksums[0])),
-            "codebook_version": int(model.codebooks[0].version),
+            "codebook_version": int(model.codebooks[-1].version),
         }
         history.append(rec)
         ckpt = _save_checkpoint(model, task.predictor, opt, epoch, step, rank, history)

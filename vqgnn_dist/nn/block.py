@@ -31,7 +31,9 @@ class GraphIndex:
 
     ``rowptr``/``col`` list the senders j of every node i (C_ij may be non-zero);
     ``out_rowptr``/``out_col`` list the receivers; for a symmetric graph they are
-    the same tensors. ``deg`` is the in-degree without self-loops.
+    the same tensors. ``deg`` is the in-degree without self-loops. ``symmetric``
+    says that a node's receivers are its senders (also on a shard, whose halo
+    rows are empty but whose owned rows are whole), so a block reads them once.
     """
 
     rowptr: Tensor
@@ -39,6 +41,7 @@ class GraphIndex:
     out_rowptr: Tensor
     out_col: Tensor
     deg: Tensor
+    symmetric: bool = False
 
     @property
     def num_nodes(self) -> int:
@@ -54,15 +57,14 @@ class GraphIndex:
         symmetric = _is_symmetric(src, dst, num_nodes)
         out_rowptr, out_col = (rowptr, col) if symmetric else _csr(src, dst, num_nodes)
         deg = (rowptr[1:] - rowptr[:-1]).to(torch.get_default_dtype())
-        return cls(rowptr, col, out_rowptr, out_col, deg)
+        return cls(rowptr, col, out_rowptr, out_col, deg, symmetric)
 
     def to(self, device: torch.device | str) -> GraphIndex:
-        return GraphIndex(
-            *(
-                t.to(device)
-                for t in (self.rowptr, self.col, self.out_rowptr, self.out_col, self.deg)
-            )
-        )
+        rowptr, col, deg = (t.to(device) for t in (self.rowptr, self.col, self.deg))
+        if self.symmetric:
+            return GraphIndex(rowptr, col, rowptr, col, deg, True)
+        out_rowptr, out_col = self.out_rowptr.to(device), self.out_col.to(device)
+        return GraphIndex(rowptr, col, out_rowptr, out_col, deg, False)
 
 
 def _csr(row: Tensor, col: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
@@ -114,46 +116,71 @@ class Block:
         return self.batch.numel() + self.outside.numel()
 
 
-def build_block(index: GraphIndex, batch: Tensor, receiver_rows: bool = False) -> Block:
+def _positions(sorted_ids: Tensor, order: Tensor, ids: Tensor) -> Tensor:
+    """Position of every id of ``ids`` in a set given sorted (``sorted_ids = set[order]``), -1
+    where it is not in the set."""
+    if sorted_ids.numel() == 0:
+        return torch.full_like(ids, -1)
+    at = torch.searchsorted(sorted_ids, ids).clamp_max(sorted_ids.numel() - 1)
+    return torch.where(sorted_ids[at] == ids, order[at], -1)
+
+
+def build_block(
+    index: GraphIndex, batch: Tensor, receiver_rows: bool = False, with_receivers: bool = True
+) -> Block:
     """The block of ``batch``.
 
     With ``receiver_rows`` (learnable convolutions such as GAT) the blue part
     holds the receivers' whole in-neighbourhoods, since their attention rows
     depend on every sender; otherwise only the senders inside the batch, the
-    only ones whose messages depend on X_B.
+    only ones whose messages depend on X_B. Without ``with_receivers`` the
+    block has no blue part at all (inference: no backward pass). On a
+    symmetric index the receivers are the outside senders and the blue edges
+    the outer forward edges reversed, so nothing is read twice.
+
+    Ids are mapped by sorting and binary search, in O(edges log b) work: no
+    per-node table of the whole graph is written.
     """
-    n, b = index.num_nodes, batch.numel()
-    device = batch.device
-    local = torch.full((n,), -1, dtype=torch.long, device=device)
-    local[batch] = torch.arange(b, device=device)
-
+    b = batch.numel()
+    sorted_batch, batch_order = torch.sort(batch)
     fwd_dst, fwd_glob = gather_rows(index.rowptr, index.col, batch)
-    sender, recv_glob = gather_rows(index.out_rowptr, index.out_col, batch)
-    outward = local[recv_glob] < 0
-    sender, recv_glob = sender[outward], recv_glob[outward]
-    receivers, blue_dst = torch.unique(recv_glob, return_inverse=True)
+    fwd_pos = _positions(sorted_batch, batch_order, fwd_glob)
+    inner = fwd_pos >= 0
+    outer_dst, outer_glob = fwd_dst[~inner], fwd_glob[~inner]
+    shared = with_receivers and index.symmetric and not receiver_rows
+    if not with_receivers:
+        sender = recv_glob = fwd_glob[:0]
+    elif not shared:
+        sender, recv_glob = gather_rows(index.out_rowptr, index.out_col, batch)
+        outward = _positions(sorted_batch, batch_order, recv_glob) < 0
+        sender, recv_glob = sender[outward], recv_glob[outward]
 
-    needed = [fwd_glob[local[fwd_glob] < 0]]
+    outside, outer_src = torch.unique(outer_glob, return_inverse=True)
+    if shared:
+        receivers, blue_dst, blue_src = outside, outer_src, outer_dst
+    else:
+        receivers, blue_dst = torch.unique(recv_glob, return_inverse=True)
+        blue_src = sender
+    receiver_row = torch.full_like(receivers, -1)
     if receiver_rows:
         rdst, rsrc_glob = gather_rows(index.rowptr, index.col, receivers)
-        needed += [rsrc_glob[local[rsrc_glob] < 0], receivers]
-    outside = torch.unique(torch.cat(needed))
-    local[outside] = b + torch.arange(outside.numel(), device=device)
-
-    if receiver_rows:
-        blue_dst, blue_src = rdst, local[rsrc_glob]
-        receiver_row = local[receivers]
-    else:
-        blue_src = sender
-        receiver_row = torch.full_like(receivers, -1)
+        extra = torch.cat([rsrc_glob, receivers])
+        extra = extra[_positions(sorted_batch, batch_order, extra) < 0]
+        if extra.numel():
+            outside, outer_src = torch.unique(torch.cat([outer_glob, extra]), return_inverse=True)
+            outer_src = outer_src[: outer_glob.numel()]
+        order = torch.arange(outside.numel(), device=batch.device)
+        # Rows of H of the receivers' senders: batch positions, else b + outside position.
+        src_pos = _positions(sorted_batch, batch_order, rsrc_glob)
+        out_pos = b + _positions(outside, order, rsrc_glob)
+        blue_dst, blue_src = rdst, torch.where(src_pos >= 0, src_pos, out_pos)
+        receiver_row = b + _positions(outside, order, receivers)
     rows = torch.cat([batch, outside])
-    fwd_src = local[fwd_glob]
-    inner = fwd_src < b
     return Block(
         batch=batch,
         outside=outside,
-        fwd_dst=torch.cat([fwd_dst[inner], fwd_dst[~inner]]),
-        fwd_src=torch.cat([fwd_src[inner], fwd_src[~inner]]),
+        fwd_dst=torch.cat([fwd_dst[inner], outer_dst]),
+        fwd_src=torch.cat([fwd_pos[inner], b + outer_src]),
         receivers=receivers,
         blue_dst=blue_dst,
         blue_src=blue_src,

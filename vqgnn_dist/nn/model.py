@@ -91,6 +91,11 @@ class VQGNN(nn.Module):
             sends no blue messages and assigns nodes by their features alone: right
             when every node whose output enters the loss is in the batch, as in link
             prediction, where outside receivers of the last layer have zero gradient.
+        freeze_input_codebook: keep the first layer's codebook and assignments as the
+            init pass leaves them. That layer's input is the node features, which never
+            change, so training-time searches would only go on with online k-means on
+            the same rows; frozen, a step searches one codebook fewer (see
+            :attr:`trained_layers`).
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class VQGNN(nn.Module):
         dropout: float = 0.5,
         decay: float = 0.99,
         last_layer_gradients: bool = True,
+        freeze_input_codebook: bool = False,
     ) -> None:
         super().__init__()
         self.conv_name = conv
@@ -128,6 +134,8 @@ class VQGNN(nn.Module):
             )
             for i in range(num_layers)
         )
+        # Layers whose codebooks and assignments follow the batches during training.
+        self.trained_layers = list(range(1 if freeze_input_codebook else 0, num_layers))
         index_dtype = assignment_dtype(codebook_size)
         for i, cb in enumerate(self.codebooks):
             self.register_buffer(
@@ -228,19 +236,27 @@ class VQGNN(nn.Module):
 
     # ------------------------------------------------------------ codebooks
     def codebook_stats(self) -> list[CodebookStats]:
-        """Per-layer statistics of the last batch, after its backward pass."""
+        """Statistics of the last batch for every layer of :attr:`trained_layers`, in that
+        order, after its backward pass."""
         out = []
-        for cb, (x, grad) in zip(self.codebooks, self._cache, strict=True):
+        for layer in self.trained_layers:
+            x, grad = self._cache[layer]
+            cb = self.codebooks[layer]
             with self.timer.phase("search"):
                 q = cb.quantize(x.detach(), grad.get("g") if cb.grad_channels else None)
             with self.timer.phase("statistics"):
                 out.append(cb.summarize(q))
         return out
 
+    @property
+    def trained_codebooks(self) -> list[ProductCodebook]:
+        """The codebooks of :attr:`trained_layers`, the ones statistics are synced for."""
+        return [self.codebooks[i] for i in self.trained_layers]
+
     def apply_codebook_stats(self, stats: list[CodebookStats], with_gradients: bool = True) -> None:
-        """One EMA update of every layer's codebook."""
+        """One EMA update of every trained layer's codebook."""
         with self.timer.phase("ema"):
-            for cb, s in zip(self.codebooks, stats, strict=True):
+            for cb, s in zip(self.trained_codebooks, stats, strict=True):
                 cb.apply_stats(s, with_gradients=with_gradients)
 
     def update_codebooks(self, nodes: Tensor) -> list[CodebookStats]:
@@ -252,9 +268,9 @@ class VQGNN(nn.Module):
         return stats
 
     def set_assignments(self, nodes: Tensor, stats: list[CodebookStats]) -> None:
-        """Store the batch nodes' new codeword assignments (rows of R)."""
+        """Store the batch nodes' new codeword assignments (rows of R) of the trained layers."""
         with self.timer.phase("assignment"):
-            for layer, s in enumerate(stats):
+            for layer, s in zip(self.trained_layers, stats, strict=True):
                 table = self.assignment(layer)
                 table[nodes] = s.assignment.to(table.dtype)
 
@@ -267,9 +283,16 @@ class VQGNN(nn.Module):
 
         Codebooks are seeded by k-means++ from the rows of the first batch and
         whitened by its moments; then every batch, layer by layer, is assigned to
-        its nearest feature codeword and the feature codewords follow the EMA.
+        its nearest feature codeword and the feature codewords follow the EMA. A
+        frozen input codebook then assigns every node once more, to its nearest
+        codeword of the final codebook.
         """
-        self._layer_pass(x, index, batches, generator)
+        with self.timer.phase("init"):
+            self._layer_pass(x, index, batches, generator, range(self.num_layers))
+            if self.trained_layers[:1] != [0]:
+                table, cb = self.assignment(0), self.codebooks[0]
+                for batch in batches:
+                    table[batch] = cb.nearest_feature_codeword(x[batch]).to(table.dtype)
 
     @torch.no_grad()
     def assign_nodes(self, x: Tensor, index: GraphIndex, batches: list[Tensor]) -> None:
@@ -278,27 +301,36 @@ class VQGNN(nn.Module):
         A distributed worker runs this after taking the shared codebooks, so its
         assignments index the same codewords as everyone else's.
         """
-        self._layer_pass(x, index, batches, None)
+        self._layer_pass(x, index, batches, None, range(self.num_layers))
 
     def _layer_pass(
-        self, x: Tensor, index: GraphIndex, batches: list[Tensor], generator: torch.Generator | None
+        self,
+        x: Tensor,
+        index: GraphIndex,
+        batches: list[Tensor],
+        generator: torch.Generator | None,
+        layers: range | list[int],
     ) -> None:
+        """One approximate pass over ``batches`` that assigns their nodes at ``layers``:
+        with ``generator`` the codebooks learn (init pass), without it they are frozen."""
         was_training = self.training
         self.eval()
         for step, batch in enumerate(batches):
-            block = self.block(index, batch)
+            with self.timer.phase("block"):
+                block = build_block(index, batch, self.receiver_rows, with_receivers=False)
             h = x[batch]
             for layer, (conv, cb) in enumerate(zip(self.convs, self.codebooks, strict=True)):
                 table = self.assignment(layer)
-                if generator is not None and step == 0:
-                    cb.seed_codewords(h, generator)
-                if generator is None:
-                    assignment = cb.nearest_feature_codeword(h)
-                else:
-                    stats = cb.batch_stats(h, None)
-                    cb.apply_stats(stats, with_gradients=False)
-                    assignment = stats.assignment
-                table[batch] = assignment.to(table.dtype)
+                if layer in layers:
+                    if generator is not None and step == 0:
+                        cb.seed_codewords(h, generator)
+                    if generator is None:
+                        assignment = cb.nearest_feature_codeword(h)
+                    else:
+                        stats = cb.batch_stats(h, None)
+                        cb.apply_stats(stats, with_gradients=False)
+                        assignment = stats.assignment
+                    table[batch] = assignment.to(table.dtype)
                 out = cb.feature_codewords(table[block.outside])
                 self._bind(conv, layer, table, block)
                 h = conv.transform(conv.messages(h, out, block), h)
@@ -326,13 +358,18 @@ class VQGNN(nn.Module):
         """
         saved = None
         if refresh:
+            # A frozen input codebook's assignments are already its nearest codewords.
             saved = [self.assignment(i).clone() for i in range(self.num_layers)]
-            self.assign_nodes(x, index, batches)
+            with self.timer.phase("refresh"):
+                self._layer_pass(x, index, batches, None, self.trained_layers)
         was_training = self.training
         self.eval()
         out = None
         for batch in batches:
-            logits, _ = self(x[batch], self.block(index, batch))
+            with self.timer.phase("block"):
+                block = build_block(index, batch, self.receiver_rows, with_receivers=False)
+            with self.timer.phase("predict"):
+                logits, _ = self._forward(x[batch], block)
             if out is None:
                 out = logits.new_zeros(index.num_nodes, logits.shape[1])
             out[batch] = logits
@@ -341,3 +378,47 @@ class VQGNN(nn.Module):
             for i, table in enumerate(saved):
                 self.assignment(i).copy_(table)
         return out
+
+    @torch.no_grad()
+    def predict_layerwise(self, x: Tensor, index: GraphIndex, batches: list[Tensor]) -> Tensor:
+        """Exact outputs of the trained weights, layer by layer over the nodes of ``batches``.
+
+        Each layer runs over every batch from the exact previous-layer rows of its
+        in-neighbours, so no codeword stands in for a node: the outputs of one
+        full-graph forward, in steps of one batch with one layer of rows kept
+        (``batches`` must cover the graph). Global attention attends to every node
+        and has no such form; it uses :meth:`predict`.
+        """
+        if self.global_attention:
+            raise ValueError(
+                f"--model {self.conv_name} attends to every node: layer-wise inference "
+                "does not apply; use --inference codeword"
+            )
+        was_training = self.training
+        self.eval()
+        h = x
+        for layer, conv in enumerate(self.convs):
+            nxt = None
+            for batch in batches:
+                with self.timer.phase("block"):
+                    block = build_block(index, batch, self.receiver_rows, with_receivers=False)
+                with self.timer.phase("predict"):
+                    hb = h[batch]
+                    out = conv.transform(conv.messages(hb, h[block.outside], block), hb)
+                    if layer < self.num_layers - 1:
+                        out = F.relu(out)
+                    if nxt is None:
+                        nxt = out.new_zeros(index.num_nodes, out.shape[1])
+                    nxt[batch] = out
+            h = nxt
+        self.train(was_training)
+        return h
+
+    def infer(self, x: Tensor, index: GraphIndex, batches: list[Tensor], mode: str) -> Tensor:
+        """Outputs of the nodes of ``batches`` by ``layerwise`` (exact, :meth:`predict_layerwise`)
+        or ``codeword`` inference (the paper's mini-batch inference, :meth:`predict`)."""
+        if mode == "layerwise":
+            return self.predict_layerwise(x, index, batches)
+        if mode == "codeword":
+            return self.predict(x, index, batches)
+        raise ValueError(f"unknown inference mode {mode!r}; choose layerwise or codeword")

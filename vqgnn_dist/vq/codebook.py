@@ -124,14 +124,14 @@ def merge_candidates(
     )
 
 
-def _nearest(z: Tensor, cw: Tensor, chunk_elems: int = 1 << 18) -> tuple[Tensor, Tensor]:
+def _nearest(z: Tensor, cw: Tensor, chunk_elems: int = 1 << 20) -> tuple[Tensor, Tensor]:
     """Nearest codeword per group: z [G, b, E], cw [G, k, E] -> (index, squared distance) [G, b].
 
     ||z - c||^2 = ||z||^2 + ||c||^2 - 2 z.c. One ``bmm`` of ``[z, 1]`` and
     ``[-2c, ||c||^2]`` per chunk of nodes writes ||c||^2 - 2 z.c, whose minimum over
     k is the nearest codeword; ||z||^2 is the same for every codeword and added to
     the minimum only. Chunks keep the [G, chunk, k] distance block at
-    ``chunk_elems`` floats (1 MiB), so it stays in cache.
+    ``chunk_elems`` floats (4 MiB; measured fastest among 64 KiB to 16 MiB here).
     """
     G, b, _ = z.shape
     k = cw.shape[1]
