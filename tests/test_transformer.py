@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vqgnn_dist.nn.block import GraphIndex
+from vqgnn_dist.nn.block import ExactRows, GraphIndex
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.nn.transformer import GlobalAttentionConv, exact_global_attention
 
@@ -130,7 +130,7 @@ def test_dropping_global_blue_messages_breaks_exactness() -> None:
 
         def local_only(h, out, block, cb, assign, c=c):
             g = cb.gradient_codewords(assign[block.receivers])[:, : c.in_channels]
-            return c.local.blue(h, out, g, block)
+            return c.local.blue(h, out, ExactRows(g), block)
 
         c.blue_term = local_only
     logits_b, blue_b = model(x[batch], model.block(index, batch))
@@ -162,7 +162,7 @@ def test_counts_weight_shared_codewords() -> None:
     index = GraphIndex.from_edge_index(torch.zeros(2, 0, dtype=torch.long), 4)
     block = build_block(index, torch.tensor([0]))
     conv._ctx = ctx
-    out = conv.transform(conv.messages(x0, x0[:0], block), x0)[0]
+    out = conv.transform(conv.messages(x0, ExactRows(x0[:0]), block), x0)[0]
     torch.testing.assert_close(out, ref)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -79,6 +80,22 @@ def _is_symmetric(src: Tensor, dst: Tensor, num_nodes: int) -> bool:
     fwd = torch.sort(src * num_nodes + dst).values
     bwd = torch.sort(dst * num_nodes + src).values
     return bool(torch.equal(fwd, bwd))
+
+
+class Rows(Protocol):
+    """Rows of the outside nodes (or receivers) of a block, produced when they are used."""
+
+    def rows(self) -> Tensor: ...
+
+
+@dataclass
+class ExactRows:
+    """Rows given as they are: the exact previous-layer rows (layer-wise inference, tests)."""
+
+    tensor: Tensor
+
+    def rows(self) -> Tensor:
+        return self.tensor
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Each convolution exposes the halves VQ-GNN needs, over the rows
 ``H = [X_B ; X~_out]`` of a :class:`~vqgnn_dist.nn.block.Block`, given apart as the
-live batch rows ``h`` and the outside nodes' codeword rows ``out`` (constants):
+live batch rows ``h`` and the outside nodes' codeword rows ``out`` (constants,
+:class:`~vqgnn_dist.nn.block.Rows`, e.g. codeword rows gathered where they are used):
 
 * ``messages(h, out, block)``: the convolution output ``C_B H`` at the batch
   rows (paper Eq. 6, green and red messages);
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import softmax
 
-from vqgnn_dist.nn.block import Block, sorted_spmm, spmm
+from vqgnn_dist.nn.block import Block, Rows, sorted_spmm, spmm
 from vqgnn_dist.nn.dropout import dropout
 
 
@@ -37,10 +38,10 @@ class ApproxConv(nn.Module):
 
     grad_channels: int = 1
 
-    def messages(self, h: Tensor, out: Tensor, block: Block) -> Tensor:
+    def messages(self, h: Tensor, out: Rows, block: Block) -> Tensor:
         raise NotImplementedError
 
-    def blue(self, h: Tensor, out: Tensor, g: Tensor, block: Block) -> Tensor:
+    def blue(self, h: Tensor, out: Rows, g: Rows, block: Block) -> Tensor:
         raise NotImplementedError
 
     def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
@@ -51,20 +52,20 @@ def _self_loops(num: int, device: torch.device) -> Tensor:
     return torch.arange(num, device=device)
 
 
-def _fixed_messages(h: Tensor, out: Tensor, block: Block, weight: Tensor) -> Tensor:
+def _fixed_messages(h: Tensor, out: Rows, block: Block, weight: Tensor) -> Tensor:
     """``C_B [h ; out]`` over the forward edges with per-edge ``weight`` (self-loops excluded)."""
     b, ni = block.num_batch, block.num_inner
     dst, src = block.fwd_dst, block.fwd_src
     m = sorted_spmm(dst[:ni], src[:ni], weight[:ni], b, h)
     if dst.numel() > ni:
-        m = m + sorted_spmm(dst[ni:], src[ni:] - b, weight[ni:], b, out)
+        m = m + sorted_spmm(dst[ni:], src[ni:] - b, weight[ni:], b, out.rows())
     return m
 
 
-def _fixed_blue(h: Tensor, g: Tensor, block: Block, weight: Tensor) -> Tensor:
+def _fixed_blue(h: Tensor, g: Rows, block: Block, weight: Tensor) -> Tensor:
     """``< h , C_RB^T g >`` for blue edges with per-edge ``weight``, sorted by batch source."""
     with torch.no_grad():
-        back = sorted_spmm(block.blue_src, block.blue_dst, weight, block.num_batch, g)
+        back = sorted_spmm(block.blue_src, block.blue_dst, weight, block.num_batch, g.rows())
     return (h * back).sum()
 
 
@@ -76,13 +77,13 @@ class GCNConv(ApproxConv):
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
-    def messages(self, h: Tensor, out: Tensor, block: Block) -> Tensor:
+    def messages(self, h: Tensor, out: Rows, block: Block) -> Tensor:
         b = block.num_batch
         dinv = (block.deg + 1).rsqrt()
         weight = dinv[block.fwd_dst] * dinv[block.fwd_src]
         return (dinv[:b] * dinv[:b])[:, None] * h + _fixed_messages(h, out, block, weight)
 
-    def blue(self, h: Tensor, out: Tensor, g: Tensor, block: Block) -> Tensor:
+    def blue(self, h: Tensor, out: Rows, g: Rows, block: Block) -> Tensor:
         dinv = (block.deg + 1).rsqrt()
         rinv = (block.receiver_deg + 1).rsqrt()
         return _fixed_blue(h, g, block, rinv[block.blue_dst] * dinv[block.blue_src])
@@ -99,11 +100,11 @@ class SAGEConv(ApproxConv):
         self.lin_neigh = nn.Linear(in_channels, out_channels, bias=True)
         self.lin_root = nn.Linear(in_channels, out_channels, bias=False)
 
-    def messages(self, h: Tensor, out: Tensor, block: Block) -> Tensor:
+    def messages(self, h: Tensor, out: Rows, block: Block) -> Tensor:
         weight = 1.0 / block.deg.clamp_min(1)[block.fwd_dst]
         return _fixed_messages(h, out, block, weight)
 
-    def blue(self, h: Tensor, out: Tensor, g: Tensor, block: Block) -> Tensor:
+    def blue(self, h: Tensor, out: Rows, g: Rows, block: Block) -> Tensor:
         return _fixed_blue(h, g, block, 1.0 / block.receiver_deg.clamp_min(1)[block.blue_dst])
 
     def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
@@ -153,14 +154,14 @@ class GATConv(ApproxConv):
         out = [spmm(dst, src, alpha[:, k], num_dst, h) for k in range(self.heads)]
         return torch.cat(out, dim=1)
 
-    def messages(self, h: Tensor, out: Tensor, block: Block) -> Tensor:
+    def messages(self, h: Tensor, out: Rows, block: Block) -> Tensor:
         b = block.num_batch
         loop = _self_loops(b, h.device)
         dst = torch.cat([block.fwd_dst, loop])
         src = torch.cat([block.fwd_src, loop])
-        return self._attend(torch.cat([h, out]), dst, src, loop, b, detach=False)
+        return self._attend(torch.cat([h, out.rows()]), dst, src, loop, b, detach=False)
 
-    def blue(self, h: Tensor, out: Tensor, g: Tensor, block: Block) -> Tensor:
+    def blue(self, h: Tensor, out: Rows, g: Rows, block: Block) -> Tensor:
         # The receivers' attention rows over their whole in-neighbourhood, from the
         # live batch rows and the codeword rows. Parameters are detached: the
         # receivers pass blue messages to X_B, while the weights take their
@@ -169,8 +170,9 @@ class GATConv(ApproxConv):
         loop = _self_loops(r, h.device)
         dst = torch.cat([block.blue_dst, loop])
         src = torch.cat([block.blue_src, block.receiver_row])
-        rows = torch.cat([h, out])
-        return (self._attend(rows, dst, src, block.receiver_row, r, detach=True) * g).sum()
+        rows = torch.cat([h, out.rows()])
+        att = self._attend(rows, dst, src, block.receiver_row, r, detach=True)
+        return (att * g.rows()).sum()
 
     def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
         m = m.view(-1, self.heads, self.in_channels)

@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqgnn_dist.nn.block import Block, GraphIndex, build_block
+from vqgnn_dist.nn.block import Block, ExactRows, GraphIndex, build_block
 from vqgnn_dist.nn.convs import ApproxConv, GATConv, GCNConv, SAGEConv
 from vqgnn_dist.nn.dropout import dropout
 from vqgnn_dist.nn.transformer import GlobalAttentionConv, TupleCounts
 from vqgnn_dist.timing import PhaseTimer
-from vqgnn_dist.vq.codebook import CodebookStats, ProductCodebook
+from vqgnn_dist.vq.codebook import CodebookStats, CodewordRows, ProductCodebook
 
 CONVS = (
     "gcn",
@@ -215,7 +215,7 @@ class VQGNN(nn.Module):
             # training-time rows of its cluster, an estimate of the outside node's
             # row averaged over dropout masks, so no mask is drawn on it again.
             h_drop = dropout(h, self.dropout, self.training)
-            out = cb.feature_codewords(assign.index_select(0, block.outside))
+            out = CodewordRows(cb, assign.index_select(0, block.outside))
             self._bind(conv, layer, assign, block)
             m = conv.messages(h_drop, out, block)
             grad: dict[str, Tensor] = {}
@@ -225,7 +225,7 @@ class VQGNN(nn.Module):
                 s = conv.blue_term(h_drop, out, block, cb, assign)  # every outside node receives
                 blue = blue + (s - s.detach())
             elif cb.grad_channels and h.requires_grad and block.receivers.numel():
-                g_tilde = cb.gradient_codewords(assign.index_select(0, block.receivers))
+                g_tilde = CodewordRows(cb, assign.index_select(0, block.receivers), gradient=True)
                 s = conv.blue(h_drop, out, g_tilde, block)
                 blue = blue + (s - s.detach())
             self._cache.append((h, grad))
@@ -331,7 +331,7 @@ class VQGNN(nn.Module):
                         cb.apply_stats(stats, with_gradients=False)
                         assignment = stats.assignment
                     table[batch] = assignment.to(table.dtype)
-                out = cb.feature_codewords(table[block.outside])
+                out = CodewordRows(cb, table.index_select(0, block.outside))
                 self._bind(conv, layer, table, block)
                 h = conv.transform(conv.messages(h, out, block), h)
                 if layer < self.num_layers - 1:
@@ -404,7 +404,8 @@ class VQGNN(nn.Module):
                     block = build_block(index, batch, self.receiver_rows, with_receivers=False)
                 with self.timer.phase("predict"):
                     hb = h[batch]
-                    out = conv.transform(conv.messages(hb, h[block.outside], block), hb)
+                    m = conv.messages(hb, ExactRows(h[block.outside]), block)
+                    out = conv.transform(m, hb)
                     if layer < self.num_layers - 1:
                         out = F.relu(out)
                     if nxt is None:

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from vqgnn_dist.nn.block import Block
+from vqgnn_dist.nn.block import Block, Rows
 from vqgnn_dist.nn.convs import ApproxConv, GCNConv, SAGEConv
-from vqgnn_dist.vq.codebook import ProductCodebook
+from vqgnn_dist.vq.codebook import CodewordRows, ProductCodebook
 
 LOCALS = ("gcn", "sage", "none")
 QK_PROJECTIONS = ("separate", "diagonal")
@@ -113,6 +113,17 @@ def global_context(
     rows = codebook.feature_codewords(hist.tuples)
     grads = codebook.gradient_codewords(hist.tuples) if codebook.grad_channels else None
     return GlobalContext(rows, hist.counts.to(rows.dtype).log(), grads)
+
+
+class _LocalPart(CodewordRows):
+    """Gradient rows of the receivers, first ``width`` columns: the local message's part."""
+
+    def __init__(self, codebook: ProductCodebook, assignment: Tensor, width: int) -> None:
+        super().__init__(codebook, assignment, gradient=True)
+        self.width = width
+
+    def rows(self) -> Tensor:
+        return super().rows()[:, : self.width]
 
 
 def _attend(
@@ -213,7 +224,7 @@ class GlobalAttentionConv(ApproxConv):
         return h @ wq.t() * scale, h @ wk.t()
 
     # ------------------------------------------------------------ Eq. 6 / 7
-    def messages(self, h: Tensor, out: Tensor, block: Block) -> Tensor:
+    def messages(self, h: Tensor, out: Rows, block: Block) -> Tensor:
         """``[C_local H | C_att H]`` at the batch rows (paper Eq. 6)."""
         ctx = self._context()
         q, kb = self._qk(h, detach=False)
@@ -224,7 +235,12 @@ class GlobalAttentionConv(ApproxConv):
         return torch.cat([self.local.messages(h, out, block), att], dim=1)
 
     def blue_term(
-        self, h: Tensor, out: Tensor, block: Block, codebook: ProductCodebook, assignment: Tensor
+        self,
+        h: Tensor,
+        out: Rows,
+        block: Block,
+        codebook: ProductCodebook,
+        assignment: Tensor,
     ) -> Tensor:
         """Scalar whose gradient w.r.t. the batch rows is the blue messages of Eq. 7.
 
@@ -239,7 +255,7 @@ class GlobalAttentionConv(ApproxConv):
         if ctx.grads is None:
             return total
         if self.local is not None and block.receivers.numel():
-            g_local = codebook.gradient_codewords(assignment[block.receivers])[:, :f]
+            g_local = _LocalPart(codebook, assignment[block.receivers], f)
             total = total + self.local.blue(h, out, g_local, block)
         if ctx.rows.shape[0]:
             _, kb = self._qk(h, detach=True)
