@@ -66,6 +66,12 @@ def make_convs(
     return layers
 
 
+# A frozen input codebook is fitted by k-means on the feature rows of the first batches,
+# at least this many rows, with this many Lloyd steps after its k-means++ seeding.
+INPUT_FIT_ROWS = 8192
+INPUT_FIT_LLOYD_STEPS = 4
+
+
 def assignment_dtype(codebook_size: int) -> torch.dtype:
     """The smallest integer type of an assignment table: one byte per entry for k <= 256."""
     if codebook_size <= 256:
@@ -281,18 +287,25 @@ class VQGNN(nn.Module):
     ) -> None:
         """Assign every node a codeword per layer before training (no gradients).
 
-        Codebooks are seeded by k-means++ from the rows of the first batch and
-        whitened by its moments; then every batch, layer by layer, is assigned to
-        its nearest feature codeword and the feature codewords follow the EMA. A
-        frozen input codebook then assigns every node once more, to its nearest
-        codeword of the final codebook.
+        Trained codebooks are seeded by k-means++ from the rows of the first batch
+        and whitened by its moments; then every batch, layer by layer, is assigned
+        to its nearest feature codeword and the feature codewords follow the EMA.
+        A frozen input codebook is fitted first, by k-means on the feature rows of
+        the first batches (:data:`INPUT_FIT_ROWS` rows), so the pass assigns every
+        node once, to its nearest codeword of the final input codebook.
         """
         with self.timer.phase("init"):
-            self._layer_pass(x, index, batches, generator, range(self.num_layers))
             if self.trained_layers[:1] != [0]:
-                table, cb = self.assignment(0), self.codebooks[0]
+                rows, sample = 0, []
                 for batch in batches:
-                    table[batch] = cb.nearest_feature_codeword(x[batch]).to(table.dtype)
+                    sample.append(batch)
+                    rows += batch.numel()
+                    if rows >= INPUT_FIT_ROWS:
+                        break
+                self.codebooks[0].seed_codewords(
+                    x[torch.cat(sample)], generator, lloyd_steps=INPUT_FIT_LLOYD_STEPS
+                )
+            self._layer_pass(x, index, batches, range(self.num_layers), generator)
 
     @torch.no_grad()
     def assign_nodes(self, x: Tensor, index: GraphIndex, batches: list[Tensor]) -> None:
@@ -301,20 +314,25 @@ class VQGNN(nn.Module):
         A distributed worker runs this after taking the shared codebooks, so its
         assignments index the same codewords as everyone else's.
         """
-        self._layer_pass(x, index, batches, None, range(self.num_layers))
+        self._layer_pass(x, index, batches, range(self.num_layers), None)
 
     def _layer_pass(
         self,
         x: Tensor,
         index: GraphIndex,
         batches: list[Tensor],
-        generator: torch.Generator | None,
         layers: range | list[int],
-    ) -> None:
-        """One approximate pass over ``batches`` that assigns their nodes at ``layers``:
-        with ``generator`` the codebooks learn (init pass), without it they are frozen."""
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """One approximate pass over ``batches`` that assigns their nodes at ``layers`` to
+        their nearest feature codewords; returns the last layer's outputs of those nodes.
+
+        With ``generator`` (the init pass) the trained codebooks learn from the batches
+        by the EMA; without it every codebook is frozen.
+        """
         was_training = self.training
         self.eval()
+        result = None
         for step, batch in enumerate(batches):
             with self.timer.phase("block"):
                 block = build_block(index, batch, self.receiver_rows, with_receivers=False)
@@ -322,48 +340,56 @@ class VQGNN(nn.Module):
             for layer, (conv, cb) in enumerate(zip(self.convs, self.codebooks, strict=True)):
                 table = self.assignment(layer)
                 if layer in layers:
-                    if generator is not None and step == 0:
+                    learn = generator is not None and layer in self.trained_layers
+                    if learn and step == 0:
                         cb.seed_codewords(h, generator)
-                    if generator is None:
-                        assignment = cb.nearest_feature_codeword(h)
-                    else:
+                    if learn:
                         stats = cb.batch_stats(h, None)
                         cb.apply_stats(stats, with_gradients=False)
                         assignment = stats.assignment
+                    else:
+                        assignment = cb.nearest_feature_codeword(h)
                     table[batch] = assignment.to(table.dtype)
                 out = CodewordRows(cb, table.index_select(0, block.outside))
                 self._bind(conv, layer, table, block)
                 h = conv.transform(conv.messages(h, out, block), h)
                 if layer < self.num_layers - 1:
                     h = F.relu(h)
+            if result is None:
+                result = h.new_zeros(index.num_nodes, h.shape[1])
+            result[batch] = h
         self.train(was_training)
+        return result
 
     # ------------------------------------------------------------ inference
     @torch.no_grad()
     def predict(
         self, x: Tensor, index: GraphIndex, batches: list[Tensor], refresh: bool = True
     ) -> Tensor:
-        """Logits of every node in ``batches`` by mini-batch inference with codewords.
+        """Outputs of every node in ``batches`` by mini-batch inference with codewords.
 
         No neighbour explosion: each batch sees only its one-hop rows and the
         codewords, at every layer. With a single batch of all nodes this is
         exact full-graph inference.
 
-        With ``refresh`` a first pass re-assigns the nodes of ``batches`` to their
-        nearest feature codewords under the current weights (the training
-        assignments were made under older weights and with gradients); the
-        training assignments are restored afterwards. This costs one more
-        approximate pass and, on noisy features, recovers most of the gap to
-        exact inference.
+        With ``refresh`` the pass re-assigns each batch's nodes, layer by layer, to
+        their nearest feature codewords under the current weights before they are
+        used (the training assignments were made under older weights and with
+        gradients), so later batches see the refreshed codewords of earlier ones;
+        the training assignments are restored afterwards. On noisy features this
+        recovers most of the gap to exact inference. A frozen input codebook's
+        assignments are already its nearest codewords and are not searched again.
         """
-        saved = None
-        if refresh:
-            # A frozen input codebook's assignments are already its nearest codewords.
-            saved = [self.assignment(i).clone() for i in range(self.num_layers)]
-            with self.timer.phase("refresh"):
-                self._layer_pass(x, index, batches, None, self.trained_layers)
         was_training = self.training
         self.eval()
+        if refresh:
+            saved = [self.assignment(i).clone() for i in self.trained_layers]
+            with self.timer.phase("refresh"):
+                out = self._layer_pass(x, index, batches, self.trained_layers, None)
+            for i, table in zip(self.trained_layers, saved, strict=True):
+                self.assignment(i).copy_(table)
+            self.train(was_training)
+            return out
         out = None
         for batch in batches:
             with self.timer.phase("block"):
@@ -374,9 +400,6 @@ class VQGNN(nn.Module):
                 out = logits.new_zeros(index.num_nodes, logits.shape[1])
             out[batch] = logits
         self.train(was_training)
-        if saved is not None:
-            for i, table in enumerate(saved):
-                self.assignment(i).copy_(table)
         return out
 
     @torch.no_grad()

@@ -350,8 +350,9 @@ class ProductCodebook(nn.Module):
         self.version += 1
 
     @torch.no_grad()
-    def seed_codewords(self, x: Tensor, generator: torch.Generator) -> None:
-        """Whiten by the moments of ``x`` and pick k seed rows per group by k-means++.
+    def seed_codewords(self, x: Tensor, generator: torch.Generator, lloyd_steps: int = 1) -> None:
+        """Whiten by the moments of ``x``, pick k seed rows per group by k-means++, and
+        refine them by ``lloyd_steps`` Lloyd steps on ``x``.
 
         Rows far from the seeds chosen so far are more likely to be picked next
         (probability proportional to the squared distance), so rare patterns get
@@ -376,12 +377,13 @@ class ProductCodebook(nn.Module):
             pick = torch.searchsorted(cdf, u).squeeze(1).clamp_max(n - 1)
         self.ema_total.copy_(z[rows[:, None], chosen])
         self.ema_count.fill_(1.0)
-        # One Lloyd step: each codeword becomes the mean of the rows nearest to it.
+        # Lloyd steps: each codeword becomes the mean of the rows nearest to it.
         # Seeds that won no row (duplicates) get count 0 and are re-seeded at the
         # next update by the worst-quantised rows.
-        stats = self.batch_stats(x, None)
-        self.ema_count.copy_(stats.count)
-        self.ema_total.copy_(stats.total)
+        for _ in range(lloyd_steps):
+            stats = self.batch_stats(x, None)
+            self.ema_count.copy_(stats.count)
+            self.ema_total.copy_(stats.total)
         self.version += 1
 
     def set_moments(self, x: Tensor, g: Tensor | None = None) -> None:
