@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= runs/default
 
-.PHONY: run test lint clean
+.PHONY: run test lint docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check vqgnn_dist tests jobs
 	$(PY) -m pytest -q tests
+
+## Re-render the README's measured tables from the bench JSON under results/.
+docs: $(STAMP)
+	$(PY) -m vqgnn_dist.bench.docs README.md
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vqgnn_dist tests jobs

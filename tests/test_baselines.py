@@ -10,7 +10,7 @@ from torch_geometric.nn import SAGEConv
 
 from vqgnn_dist.baselines import IMPLEMENTATION, SAMPLING_METHODS, one_step, train_sampling
 from vqgnn_dist.baselines.graph import Csr, edge_weights
-from vqgnn_dist.baselines.model import SamplingGNN, layerwise_inference
+from vqgnn_dist.baselines.model import SamplingGNN, layerwise_inference, lhop_inference
 from vqgnn_dist.baselines.neighbor import NeighborSampler
 from vqgnn_dist.baselines.train import _step, build_sampler
 from vqgnn_dist.config import TrainConfig
@@ -152,6 +152,9 @@ def test_layerwise_inference_equals_full_graph_forward(cora: Data, model: str) -
     with torch.no_grad():
         full = net.eval()(cora.x, ei, w)
     assert torch.allclose(chunked, full, atol=1e-5), float((chunked - full).abs().max())
+    # Mini-batches over complete 3-hop neighbourhoods compute the same outputs.
+    lhop = lhop_inference(net, cora.x, norm, batch_size=500)
+    assert torch.allclose(lhop, full, atol=1e-5), float((lhop - full).abs().max())
 
 
 def test_sage_layer_is_pyg_sageconv_mean(small: Data) -> None:

@@ -57,8 +57,9 @@ HELP = {
     "inference": "layerwise = exact inference of the trained weights, one layer of all nodes "
     "at a time (host memory: one layer); codeword = the paper's mini-batch inference through "
     "codewords (memory O(batch), no neighbour explosion)",
-    "freeze_input_codebook": "keep the first layer's codebook as the init pass leaves it "
-    "(its input, the node features, never changes): one codeword search fewer per step",
+    "freeze_input_codebook": "keep the first layer's codebook as the init pass fits it "
+    "(its input, the node features, never changes): one codeword search fewer per step "
+    "(default on; --no-freeze-input-codebook trains it by the EMA as the other layers)",
     "task": "node (classification), link (prediction, Hits@K/MRR), inductive (unseen nodes)",
     "link_predictor": "--task link: mlp on h_u * h_v, or dot",
     "hits_k": "--task link: K of Hits@K",
@@ -79,7 +80,10 @@ def _add_train_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
             parser.add_argument(
-                flag, action="store_true", default=argparse.SUPPRESS, help=HELP.get(f.name, f.name)
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=HELP.get(f.name, f.name),
             )
             continue
         kind = type(f.default) if f.default is not None else str

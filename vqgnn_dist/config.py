@@ -36,7 +36,7 @@ class TrainConfig:
     method: str = "vq"
     epochs: int = 100
     seed: int = 0
-    codebook_size: int = 256
+    codebook_size: int = 64
     group_size: int = 4
     batch_size: int = 1024
     sampler: str = "node"
@@ -49,7 +49,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     optimizer: str = "adam"
     decay: float = 0.99
-    freeze_input_codebook: bool = False
+    freeze_input_codebook: bool = True
     inference: str = "layerwise"
     link_predictor: str = "mlp"
     hits_k: int = 20

@@ -1,0 +1,200 @@
+"""The measured tables of the README, rendered from the bench jobs' JSON (``make docs``).
+
+A rendered block in a Markdown file sits between two markers::
+
+    <!-- rendered: NAME -->
+    ...
+    <!-- end rendered -->
+
+and NAME says what fills it: ``bench-summary:DIR1,DIR2,...`` (one row per
+benchmark run, from ``DIR/bench.json``), ``bench-budget:DIR`` (the per-phase
+budget of VQ-GNN's steps and inference in that run) or ``compare:DIR1,DIR2``
+(VQ-GNN against full-graph over seeds, from ``DIR/compare.json`` of
+``vqgnn-dist compare``). Directories are relative to the results folder.
+:func:`stale_blocks` lists the blocks whose text no longer matches their JSON
+(a test runs it on the README), :func:`render_file` rewrites them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from vqgnn_dist.bench.report import TARGET_SHARE, time_to_target
+
+BLOCK = re.compile(r"(<!-- rendered: (\S+) -->\n)(.*?)(<!-- end rendered -->)", re.DOTALL)
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def _load(results: Path, name: str, file: str) -> dict[str, Any]:
+    path = results / name / file
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such results file; run the job that writes it") from None
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _rows(bench: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["method"]: r for r in bench["rows"]}
+
+
+def _graph(bench: dict[str, Any]) -> str:
+    run = next((r for rec in bench["methods"].values() for r in rec.get("runs", [])), {})
+    return f"{bench['dataset']} ({run.get('num_nodes', '?')} nodes)"
+
+
+def _best(rows: dict[str, dict[str, Any]], key: str, methods: tuple[str, ...]) -> tuple:
+    """The smallest value of ``key`` among ``methods`` and the method that has it."""
+    have = [(rows[m][key], m) for m in methods if m in rows and rows[m].get(key)]
+    return min(have) if have else (None, None)
+
+
+SAMPLING = ("ns-sage", "cluster-gcn", "saint-rw")
+
+
+def bench_summary(results: Path, dirs: list[str]) -> str:
+    """One row per benchmark run: VQ-GNN against the sampling methods on every target."""
+    lines = [
+        "| graph | VQ-GNN s/epoch vs Cluster-GCN | time to 98% of full-graph val vs best "
+        "sampling | inference vs best layer-wise | codeword inference vs best L-hop sampled "
+        "| peak MiB at fixed messages vs Cluster-GCN / GraphSAINT | test acc VQ-GNN / "
+        "full-graph / best sampling |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in dirs:
+        bench = _load(results, name, "bench.json")
+        rows = _rows(bench)
+        vq = rows["vq"]
+        cluster = rows.get("cluster-gcn", {})
+        epoch = f"{_f(vq['s_per_epoch'], 3)} vs {_f(cluster.get('s_per_epoch'), 3)}"
+        if vq["s_per_epoch"] and cluster.get("s_per_epoch"):
+            epoch += f" ({vq['s_per_epoch'] / cluster['s_per_epoch']:.2f}x)"
+        t98, who = _best(rows, "time_to_target_s", SAMPLING)
+        reach = f"{_f(vq['time_to_target_s'])} vs {_f(t98)} s ({who or 'none reached'})"
+        lw, lw_who = _best(rows, "inference_layerwise_s", SAMPLING)
+        infer = f"{_f(vq['inference_time_s'], 3)} ({vq['inference']}) vs {_f(lw, 3)} s ({lw_who})"
+        lhop, _ = _best(rows, "inference_lhop_s", SAMPLING)
+        code = f"{_f(vq['inference_codeword_s'], 3)} vs {_f(lhop, 3)} s"
+        if lhop and vq["inference_codeword_s"]:
+            code += f" ({lhop / vq['inference_codeword_s']:.1f}x faster)"
+        mem = (
+            _f(vq["peak_mb_fixed_messages"], 1)
+            + " vs "
+            + " / ".join(
+                _f(rows.get(m, {}).get("peak_mb_fixed_messages"), 1)
+                for m in ("cluster-gcn", "saint-rw")
+            )
+        )
+        full = rows.get(f"full-{vq['backbone']}", {})
+        best_acc = max(
+            (rows[m]["test_acc"] for m in SAMPLING if m in rows and rows[m]["test_acc"]),
+            default=None,
+        )
+        acc = f"{_f(vq['test_acc'], 4)} / {_f(full.get('test_acc'), 4)} / {_f(best_acc, 4)}"
+        lines.append(f"| {_graph(bench)} | {epoch} | {reach} | {infer} | {code} | {mem} | {acc} |")
+    return "\n".join(lines) + "\n"
+
+
+def bench_budget(results: Path, dirs: list[str]) -> str:
+    """VQ-GNN's per-phase budget of a training step, its init pass and its inference."""
+    (name,) = dirs
+    bench = _load(results, name, "bench.json")
+    run = bench["methods"]["vq"]["runs"][0]
+    budget = run["step_budget"]
+    lines = [
+        f"{_graph(bench)}, seed {run['seed']}, every epoch:",
+        "",
+        "| phase | ms/step | share |",
+        "|---|---|---|",
+    ]
+    for phase, part in budget.items():
+        lines.append(f"| {phase} | {part['ms_per_step']:.2f} | {100 * part['share']:.1f}% |")
+    total = sum(p["ms_per_step"] for p in budget.values())
+    lines.append(f"| total | {total:.2f} | 100% |")
+    lines.append("")
+    init = ", ".join(f"{k} {v:.2f} s" for k, v in (run.get("init_phases") or {}).items())
+    lines.append(f"Init pass {run['init_time_s']:.2f} s ({init}).")
+    for mode, rec in run["inference_modes"].items():
+        phases = ", ".join(f"{k} {v:.3f} s" for k, v in rec["phases"].items())
+        lines.append(
+            f"Inference {mode}: {rec['time_s']:.3f} s, test acc {rec['test_acc']:.4f} ({phases})."
+        )
+    rate = bench.get("flop_rate")
+    if rate:
+        lines.append(
+            f"An epoch runs at {rate['vq_epoch_gflops']:.2f} GFLOP/s, "
+            f"{100 * rate['share_of_matmul']:.1f}% of a dense matmul's "
+            f"{rate['matmul_gflops']:.1f} GFLOP/s."
+        )
+    reached = time_to_target(run, TARGET_SHARE * bench["references"].get("gcn", 1.0))
+    lines.append(f"Time to 98% of full-graph validation accuracy in this run: {_f(reached)} s.")
+    return "\n".join(lines) + "\n"
+
+
+def compare_table(results: Path, dirs: list[str]) -> str:
+    """VQ-GNN against full-graph over seeds, one row per ``compare`` run."""
+    lines = [
+        "| dataset | model | seeds | VQ-GNN test acc | full-graph test acc | difference "
+        "(points) | VQ-GNN val acc | full-graph val acc | train s VQ-GNN / full-graph |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in dirs:
+        c = _load(results, name, "compare.json")
+        vq, full = c["methods"]["vq"], c["methods"]["full-graph"]
+        lines.append(
+            f"| {c['dataset']} | {c['model']} | {len(c['seeds'])} | "
+            f"{vq['test_acc_mean']:.4f} ± {vq['test_acc_std']:.4f} | "
+            f"{full['test_acc_mean']:.4f} ± {full['test_acc_std']:.4f} | {c['gap_points']:+.2f} | "
+            f"{vq['val_acc_mean']:.4f} | {full['val_acc_mean']:.4f} | "
+            f"{vq['train_time_s_mean']:.1f} / {full['train_time_s_mean']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"bench-summary": bench_summary, "bench-budget": bench_budget, "compare": compare_table}
+
+
+def render_block(name: str, results: Path = RESULTS) -> str:
+    """The text of block ``KIND:DIR1,DIR2``."""
+    kind, _, dirs = name.partition(":")
+    if kind not in RENDERERS:
+        raise ValueError(f"unknown rendered block {name!r}; kinds: {', '.join(RENDERERS)}")
+    return RENDERERS[kind](results, [d for d in dirs.split(",") if d])
+
+
+def stale_blocks(text: str, results: Path = RESULTS) -> list[str]:
+    """Names of the rendered blocks of ``text`` that differ from a fresh rendering."""
+    return [m[2] for m in BLOCK.finditer(text) if m[3] != render_block(m[2], results)]
+
+
+def render_file(path: Path, results: Path = RESULTS) -> list[str]:
+    """Rewrite every rendered block of ``path`` (atomically); the names that changed."""
+    text = path.read_text()
+    changed = stale_blocks(text, results)
+    new = BLOCK.sub(lambda m: m[1] + render_block(m[2], results) + m[4], text)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(new)
+    tmp.replace(path)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vqgnn_dist.bench.docs FILE...``: re-render the blocks of each file."""
+    for name in argv if argv is not None else sys.argv[1:]:
+        changed = render_file(Path(name))
+        print(
+            f"{name}: {len(changed)} block(s) re-rendered"
+            + (f" ({', '.join(changed)})" if changed else "")
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
