@@ -45,7 +45,7 @@ from vqgnn_dist.dist.traffic import halo_feature_bytes, part_membership
 from vqgnn_dist.dist.worker import CHECKPOINT_FILE, train_worker
 from vqgnn_dist.train.inductive import check_inductive_task, check_node_task, is_multilabel
 from vqgnn_dist.train.link import check_link_task
-from vqgnn_dist.train.metrics import peak_rss_mb, run_info
+from vqgnn_dist.train.metrics import run_info
 
 NAMESPACE = "vqgnn-dist"
 

@@ -47,6 +47,15 @@ class ApproxConv(nn.Module):
     def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def project_first(self, h: Tensor) -> tuple[Tensor, Tensor] | None:
+        """For exact inference over all rows: ``(P, S)`` with the layer's output at every
+        row equal to ``C P + S``, where ``P = h W`` is the linear map that
+        :meth:`transform` applies to the messages, moved before them (C (h W) =
+        (C h) W), and ``S`` the rest of the output. None where the coefficients
+        depend on the rows (attention): then the messages must come first.
+        """
+        return None
+
 
 def _self_loops(num: int, device: torch.device) -> Tensor:
     return torch.arange(num, device=device)
@@ -91,6 +100,9 @@ class GCNConv(ApproxConv):
     def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
         return self.lin(m) + self.bias
 
+    def project_first(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        return self.lin(h), self.bias.expand(h.shape[0], -1)
+
 
 class SAGEConv(ApproxConv):
     """SAGE-Mean: C1 = I and C2 = D^-1 A, then X W_root + (D^-1 A X) W_neigh + b."""
@@ -109,6 +121,9 @@ class SAGEConv(ApproxConv):
 
     def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
         return self.lin_neigh(m) + self.lin_root(h_self)
+
+    def project_first(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        return F.linear(h, self.lin_neigh.weight), self.lin_neigh.bias + self.lin_root(h)
 
 
 class GATConv(ApproxConv):

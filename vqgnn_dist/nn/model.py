@@ -409,8 +409,11 @@ class VQGNN(nn.Module):
         Each layer runs over every batch from the exact previous-layer rows of its
         in-neighbours, so no codeword stands in for a node: the outputs of one
         full-graph forward, in steps of one batch with one layer of rows kept
-        (``batches`` must cover the graph). Global attention attends to every node
-        and has no such form; it uses :meth:`predict`.
+        (``batches`` must cover the graph). Where the layer narrows the rows and its
+        coefficients are fixed (GCN, SAGE), its weight is applied first and the
+        messages pass over the narrower rows (:meth:`ApproxConv.project_first`).
+        Global attention attends to every node and has no such form; it uses
+        :meth:`predict`.
         """
         if self.global_attention:
             raise ValueError(
@@ -421,14 +424,18 @@ class VQGNN(nn.Module):
         self.eval()
         h = x
         for layer, conv in enumerate(self.convs):
+            with self.timer.phase("predict"):
+                first = conv.project_first(h)
+                if first is not None and first[0].shape[1] > h.shape[1]:
+                    first = None
+                rows = h if first is None else first[0]
             nxt = None
             for batch in batches:
                 with self.timer.phase("block"):
                     block = build_block(index, batch, self.receiver_rows, with_receivers=False)
                 with self.timer.phase("predict"):
-                    hb = h[batch]
-                    m = conv.messages(hb, ExactRows(h[block.outside]), block)
-                    out = conv.transform(m, hb)
+                    m = conv.messages(rows[batch], ExactRows(rows[block.outside]), block)
+                    out = conv.transform(m, h[batch]) if first is None else m + first[1][batch]
                     if layer < self.num_layers - 1:
                         out = F.relu(out)
                     if nxt is None:

@@ -268,19 +268,8 @@ def _train_vq(cfg: TrainConfig, data: Data, device: torch.device, progress: bool
             step_phases[name] = step_phases.get(name, 0.0) + sec
         logits = model.infer(x, index, eval_batches, mode)
         timer.reset()
-        layers = []
-        for i, cb in enumerate(model.codebooks):
-            ppl, dead = cb.usage()
-            layers.append(
-                {
-                    "eps": (float(sq_err[i]) / max(float(sq_norm[i]), 1e-30)) ** 0.5,
-                    "perplexity": ppl,
-                    "dead": dead,
-                    "trained": i in model.trained_layers,
-                }
-            )
         rec = epoch_record(epoch, sum(losses) / len(losses), dt, logits, y, masks)
-        rec["layers"] = layers
+        rec["layers"] = layer_health(model, sq_err, sq_norm)
         rec["phases"] = phases
         history.append(rec)
         if on_epoch is not None:
@@ -295,20 +284,44 @@ def _train_vq(cfg: TrainConfig, data: Data, device: torch.device, progress: bool
     result["step_budget"] = budget(step_phases, steps)
     model.load_state_dict(best_state)
     result["model_path"] = str(save_model(model, cfg))
-    result["inference"] = mode
-    result["inference_modes"] = {}
+    result.update(inference_report(model, x, index, eval_batches, y, masks, mode))
+    return result
+
+
+def layer_health(model: VQGNN, sq_err: list, sq_norm: list) -> list[dict[str, Any]]:
+    """Per layer: the epoch's VQ relative error epsilon, codebook perplexity, dead codewords."""
+    out = []
+    for i, cb in enumerate(model.codebooks):
+        ppl, dead = cb.usage()
+        eps = (float(sq_err[i]) / max(float(sq_norm[i]), 1e-30)) ** 0.5
+        out.append(
+            {"eps": eps, "perplexity": ppl, "dead": dead, "trained": i in model.trained_layers}
+        )
+    return out
+
+
+def inference_report(
+    model: VQGNN,
+    x: Tensor,
+    index: GraphIndex,
+    batches: list[Tensor],
+    y: Tensor,
+    masks: list[Tensor],
+    mode: str,
+) -> dict[str, Any]:
+    """Time, accuracy and phases of every inference mode the model has (``mode`` first)."""
+    modes = {}
     for m in dict.fromkeys([mode, "layerwise", "codeword"]):
         if m == "layerwise" and model.global_attention:
             continue
-        logits, timing = measure_inference(model, x, index, eval_batches, m)
-        result["inference_modes"][m] = {
-            **timing,
-            **{
-                f"{s}_acc": accuracy(logits, y, k)
-                for s, k in zip(("val", "test"), masks[1:], strict=True)
-            },
-        }
-    result["inference_time_s"] = result["inference_modes"][mode]["time_s"]
-    if "layerwise" in result["inference_modes"]:
-        result["test_acc_exact_inference"] = result["inference_modes"]["layerwise"]["test_acc"]
-    return result
+        logits, timing = measure_inference(model, x, index, batches, m)
+        accs = {f"{s}_acc": accuracy(logits, y, k) for s, k in zip(SPLITS, masks, strict=True)}
+        modes[m] = {**timing, **accs}
+    report = {
+        "inference": mode,
+        "inference_modes": modes,
+        "inference_time_s": modes[mode]["time_s"],
+    }
+    if "layerwise" in modes:
+        report["test_acc_exact_inference"] = modes["layerwise"]["test_acc"]
+    return report
