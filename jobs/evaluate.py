@@ -7,8 +7,10 @@
 
 ``--checkpoint`` is a ``model.pt`` of a single-process run, or a run directory
 holding one; a distributed run directory (no ``model.pt``) is scored from its
-latest Ray Train checkpoint (weights and the shared codebooks; every node is
-then assigned to its nearest codewords with the codebooks frozen). The graph is
+latest Ray Train checkpoint (weights and the shared codebooks). Prediction uses
+the run's ``inference``: exact layer-wise inference of the weights, or codeword
+inference (a distributed checkpoint's nodes are then first assigned to their
+nearest codewords with the codebooks frozen). The graph is
 the one in the checkpoint's config unless ``--dataset`` / ``--data-root`` say
 otherwise. Writes ``predictions.parquet`` (node_id, split, label, prediction,
 confidence, correct) and ``eval.json`` (accuracy per split) under
@@ -81,7 +83,7 @@ def evaluate(
 
     from vqgnn_dist.data import load_graph
     from vqgnn_dist.nn.block import GraphIndex
-    from vqgnn_dist.train.loop import build_vq_model
+    from vqgnn_dist.train.loop import build_vq_model, inference_mode
     from vqgnn_dist.train.metrics import accuracy, write_json_atomic
 
     cfg, weights, with_assignments = load_checkpoint(checkpoint)
@@ -97,10 +99,11 @@ def evaluate(
         raise ConfigError(f"{checkpoint}: does not fit this graph/model ({first})") from None
     index = GraphIndex.from_edge_index(data.edge_index, n)
     batches = list(torch.arange(n).split(min(cfg.batch_size, n)))
+    mode = inference_mode(cfg, model)
     with torch.no_grad():
-        if not with_assignments:
+        if mode == "codeword" and not with_assignments:
             model.assign_nodes(data.x, index, batches)
-        logits = model.predict(data.x, index, batches)
+        logits = model.infer(data.x, index, batches, mode)
     prob = logits.softmax(-1)
     conf, pred = prob.max(-1)
     split_of = torch.full((n,), -1, dtype=torch.long)

@@ -79,3 +79,17 @@ def test_bad_flags_exit_with_one_line(tmp_path, flags: list[str], needle: str) -
     assert lines[-1].startswith("error: ") and needle in lines[-1], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_switches_parse_both_ways() -> None:
+    """On-by-default switches can be turned off; the inference mode is a choice."""
+    from vqgnn_dist.cli import _config, build_parser
+
+    parser = build_parser()
+    default = _config(parser.parse_args(["train"]))
+    assert default.freeze_input_codebook and default.inference == "layerwise"
+    cfg = _config(
+        parser.parse_args(["train", "--no-freeze-input-codebook", "--inference", "codeword"])
+    )
+    assert not cfg.freeze_input_codebook and cfg.inference == "codeword"
+    assert _config(parser.parse_args(["train", "--freeze-input-codebook"])).freeze_input_codebook

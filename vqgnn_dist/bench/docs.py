@@ -47,7 +47,8 @@ def _rows(bench: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _graph(bench: dict[str, Any]) -> str:
     run = next((r for rec in bench["methods"].values() for r in rec.get("runs", [])), {})
-    return f"{bench['dataset']} ({run.get('num_nodes', '?')} nodes)"
+    nodes, batch = run.get("num_nodes", "?"), bench["config"]["batch_size"]
+    return f"{bench['dataset']} ({nodes} nodes, batch {batch})"
 
 
 def _best(rows: dict[str, dict[str, Any]], key: str, methods: tuple[str, ...]) -> tuple:
