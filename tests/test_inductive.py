@@ -74,15 +74,24 @@ def test_unseen_nodes_get_nearest_feature_codewords_and_nothing_else_changes() -
 
 
 def test_vq_inductive_on_unseen_graphs_tracks_full_graph() -> None:
+    """Mean test accuracy over seeds 0-2: the unseen test graph has 200 nodes, so one
+    seed's accuracy moves by several points with the random streams alone (measured:
+    seeds 0-4 span 0.85-0.935 for VQ-GNN and 0.835-0.935 for full-graph)."""
     data = multi_csbm(num_graphs=5, nodes_per_graph=200, seed=2)
     common = dict(
         task="inductive", model="gcn", epochs=30, hidden=16, codebook_size=32, batch_size=250
     )
-    vq = train(TrainConfig(method="vq", **common).validate(), data, progress=False)
-    full = train(TrainConfig(method="full-graph", **common).validate(), data, progress=False)
-    assert vq["metric"] == "accuracy" and vq["num_train_graph_nodes"] == 600
-    assert vq["test_acc"] > 0.6, vq["test_acc"]  # 4 classes: chance 0.25
-    assert vq["test_acc"] > full["test_acc"] - 0.05, (vq["test_acc"], full["test_acc"])
+    vq, full = [], []
+    for seed in range(3):
+        vq.append(train(TrainConfig(method="vq", seed=seed, **common).validate(), data, False))
+        full.append(
+            train(TrainConfig(method="full-graph", seed=seed, **common).validate(), data, False)
+        )
+    assert vq[0]["metric"] == "accuracy" and vq[0]["num_train_graph_nodes"] == 600
+    vq_acc = sum(r["test_acc"] for r in vq) / 3
+    full_acc = sum(r["test_acc"] for r in full) / 3
+    assert min(r["test_acc"] for r in vq) > 0.6, vq_acc  # 4 classes: chance 0.25
+    assert vq_acc > full_acc - 0.05, (vq_acc, full_acc)
 
 
 def multilabel(data):
