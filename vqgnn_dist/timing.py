@@ -25,7 +25,6 @@ The phases of VQ-GNN (what each name covers):
 * ``statistics``: the codebook statistics of a searched batch;
 * ``ema``: applying the statistics (the EMA step, re-seeding);
 * ``assignment``: writing the batch's assignments into the tables;
-* ``sync``: distributed only, codebook statistics and weights across workers;
 * ``refresh``: inference, re-assigning nodes under the final weights;
 * ``predict``: inference, the forward passes that give the outputs.
 """

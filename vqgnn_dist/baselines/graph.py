@@ -18,6 +18,8 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
+from vqgnn_dist.nn.block import lookup
+
 
 @dataclass
 class Csr:
@@ -73,18 +75,6 @@ def row_entries(rowptr: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
     pos = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), count)
     offset = torch.arange(pos.numel(), device=rows.device) - (count.cumsum(0) - count)[pos]
     return pos, start[pos] + offset
-
-
-def lookup(nodes: Tensor, query: Tensor) -> Tensor:
-    """Position of each ``query`` id in ``nodes`` (distinct ids), -1 where absent.
-
-    Binary search over the sorted ``nodes``: O(|query| log |nodes|), no [num_nodes] map.
-    """
-    if nodes.numel() == 0:
-        return torch.full_like(query, -1)
-    sorted_nodes, perm = torch.sort(nodes)
-    idx = torch.searchsorted(sorted_nodes, query).clamp(max=nodes.numel() - 1)
-    return torch.where(sorted_nodes[idx] == query, perm[idx], -1)
 
 
 def induced_subgraph(csr: Csr, nodes: Tensor) -> tuple[Tensor, Tensor]:

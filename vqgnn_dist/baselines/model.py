@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv, GraphConv
 
-from vqgnn_dist.baselines.graph import Csr, lookup, row_entries
+from vqgnn_dist.baselines.graph import Csr, row_entries
+from vqgnn_dist.nn.block import lookup
 from vqgnn_dist.nn.dropout import dropout
 
 

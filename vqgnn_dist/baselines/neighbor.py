@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vqgnn_dist.baselines.graph import Csr, lookup, row_entries
+from vqgnn_dist.baselines.graph import Csr, row_entries
 from vqgnn_dist.baselines.model import SampledBatch
+from vqgnn_dist.nn.block import lookup
 
 
 @dataclass

@@ -133,13 +133,19 @@ class Block:
         return self.batch.numel() + self.outside.numel()
 
 
-def _positions(sorted_ids: Tensor, order: Tensor, ids: Tensor) -> Tensor:
-    """Position of every id of ``ids`` in a set given sorted (``sorted_ids = set[order]``), -1
-    where it is not in the set."""
-    if sorted_ids.numel() == 0:
-        return torch.full_like(ids, -1)
-    at = torch.searchsorted(sorted_ids, ids).clamp_max(sorted_ids.numel() - 1)
-    return torch.where(sorted_ids[at] == ids, order[at], -1)
+def lookup(
+    nodes: Tensor, query: Tensor, sorted_nodes: tuple[Tensor, Tensor] | None = None
+) -> Tensor:
+    """Position of each ``query`` id in ``nodes`` (distinct ids), -1 where absent.
+
+    Binary search over the sorted ``nodes``: O(|query| log |nodes|), no [num_nodes] map.
+    ``sorted_nodes`` is ``torch.sort(nodes)`` when the caller looks up several times.
+    """
+    if nodes.numel() == 0:
+        return torch.full_like(query, -1)
+    ordered, perm = sorted_nodes if sorted_nodes is not None else torch.sort(nodes)
+    at = torch.searchsorted(ordered, query).clamp_max(nodes.numel() - 1)
+    return torch.where(ordered[at] == query, perm[at], -1)
 
 
 def build_block(
@@ -159,9 +165,9 @@ def build_block(
     per-node table of the whole graph is written.
     """
     b = batch.numel()
-    sorted_batch, batch_order = torch.sort(batch)
+    in_batch = torch.sort(batch)
     fwd_dst, fwd_glob = gather_rows(index.rowptr, index.col, batch)
-    fwd_pos = _positions(sorted_batch, batch_order, fwd_glob)
+    fwd_pos = lookup(batch, fwd_glob, in_batch)
     inner = fwd_pos >= 0
     outer_dst, outer_glob = fwd_dst[~inner], fwd_glob[~inner]
     shared = with_receivers and index.symmetric and not receiver_rows
@@ -169,7 +175,7 @@ def build_block(
         sender = recv_glob = fwd_glob[:0]
     elif not shared:
         sender, recv_glob = gather_rows(index.out_rowptr, index.out_col, batch)
-        outward = _positions(sorted_batch, batch_order, recv_glob) < 0
+        outward = lookup(batch, recv_glob, in_batch) < 0
         sender, recv_glob = sender[outward], recv_glob[outward]
 
     outside, outer_src = torch.unique(outer_glob, return_inverse=True)
@@ -182,16 +188,16 @@ def build_block(
     if receiver_rows:
         rdst, rsrc_glob = gather_rows(index.rowptr, index.col, receivers)
         extra = torch.cat([rsrc_glob, receivers])
-        extra = extra[_positions(sorted_batch, batch_order, extra) < 0]
+        extra = extra[lookup(batch, extra, in_batch) < 0]
         if extra.numel():
             outside, outer_src = torch.unique(torch.cat([outer_glob, extra]), return_inverse=True)
             outer_src = outer_src[: outer_glob.numel()]
         order = torch.arange(outside.numel(), device=batch.device)
         # Rows of H of the receivers' senders: batch positions, else b + outside position.
-        src_pos = _positions(sorted_batch, batch_order, rsrc_glob)
-        out_pos = b + _positions(outside, order, rsrc_glob)
+        src_pos = lookup(batch, rsrc_glob, in_batch)
+        out_pos = b + lookup(outside, rsrc_glob, (outside, order))
         blue_dst, blue_src = rdst, torch.where(src_pos >= 0, src_pos, out_pos)
-        receiver_row = b + _positions(outside, order, receivers)
+        receiver_row = b + lookup(outside, receivers, (outside, order))
     rows = torch.cat([batch, outside])
     return Block(
         batch=batch,
