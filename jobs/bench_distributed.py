@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(runs) - set(RUNS))
     if unknown:
         p.error(f"--runs: unknown {', '.join(unknown)}; choose from {', '.join(RUNS)}")
-    from vqgnn_dist.dist.trainer import train_distributed
+    from vqgnn_dist.distributed.trainer import train_distributed
 
     data = load_graph(args.dataset, args.data_root)
     out = Path(args.out)

@@ -40,10 +40,16 @@ def main() -> None:
 
     rows = []
     t = time.perf_counter()
-    data = csbm(num_nodes=args.num_nodes, avg_degree=args.avg_degree,
-                num_features=args.num_features, seed=0)
-    rows.append({"step": "generate csbm", "seconds": time.perf_counter() - t,
-                 "peak_rss_gib": peak_rss_gib()})
+    data = csbm(
+        num_nodes=args.num_nodes, avg_degree=args.avg_degree, num_features=args.num_features, seed=0
+    )
+    rows.append(
+        {
+            "step": "generate csbm",
+            "seconds": time.perf_counter() - t,
+            "peak_rss_gib": peak_rss_gib(),
+        }
+    )
     num_edges = int(data.edge_index.shape[1])
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_partition_"))
     try:
@@ -60,36 +66,57 @@ def main() -> None:
             t = time.perf_counter()
             shard = read_shard(work / method, 0)
             read_s = time.perf_counter() - t
-            rows.append({
-                "step": f"partition {method}", "seconds": total_s, "assign_seconds": assign_s,
-                "write_seconds": total_s - assign_s, "read_shard0_seconds": read_s,
-                "edge_cut": cut, "edge_cut_fraction": cut / num_edges,
-                "part_nodes": [p["num_nodes"] for p in manifest["parts"]],
-                "part_train": [p["num_train"] for p in manifest["parts"]],
-                "part_halo": [p["num_halo"] for p in manifest["parts"]],
-                "shard_mib": sum(f["bytes"] for p in manifest["parts"]
-                                 for f in p["files"].values()) / 2**20,
-                "peak_rss_gib": peak_rss_gib(),
-            })
+            rows.append(
+                {
+                    "step": f"partition {method}",
+                    "seconds": total_s,
+                    "assign_seconds": assign_s,
+                    "write_seconds": total_s - assign_s,
+                    "read_shard0_seconds": read_s,
+                    "edge_cut": cut,
+                    "edge_cut_fraction": cut / num_edges,
+                    "part_nodes": [p["num_nodes"] for p in manifest["parts"]],
+                    "part_train": [p["num_train"] for p in manifest["parts"]],
+                    "part_halo": [p["num_halo"] for p in manifest["parts"]],
+                    "shard_mib": sum(
+                        f["bytes"] for p in manifest["parts"] for f in p["files"].values()
+                    )
+                    / 2**20,
+                    "peak_rss_gib": peak_rss_gib(),
+                }
+            )
             del shard
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    report = {"num_nodes": args.num_nodes, "num_edges": num_edges,
-              "num_features": args.num_features, "num_parts": args.num_parts,
-              "machine": platform.platform(), "rows": rows}
-    print(f"{args.num_nodes} nodes, {num_edges} directed edges, {args.num_features} features, "
-          f"{args.num_parts} parts")
-    print(f"{'step':<18} {'seconds':>8} {'assign s':>9} {'edge cut':>10} {'cut %':>6} "
-          f"{'shards MiB':>10} {'peak GiB':>9}")
+    report = {
+        "num_nodes": args.num_nodes,
+        "num_edges": num_edges,
+        "num_features": args.num_features,
+        "num_parts": args.num_parts,
+        "machine": platform.platform(),
+        "rows": rows,
+    }
+    print(
+        f"{args.num_nodes} nodes, {num_edges} directed edges, {args.num_features} features, "
+        f"{args.num_parts} parts"
+    )
+    print(
+        f"{'step':<18} {'seconds':>8} {'assign s':>9} {'edge cut':>10} {'cut %':>6} "
+        f"{'shards MiB':>10} {'peak GiB':>9}"
+    )
     for r in rows:
-        cut = f"{r['edge_cut']:>10} {100 * r['edge_cut_fraction']:>6.1f}" if "edge_cut" in r \
+        cut = (
+            f"{r['edge_cut']:>10} {100 * r['edge_cut_fraction']:>6.1f}"
+            if "edge_cut" in r
             else f"{'':>10} {'':>6}"
+        )
         assign = f"{r['assign_seconds']:>9.1f}" if "assign_seconds" in r else f"{'':>9}"
         mib = f"{r['shard_mib']:>10.0f}" if "shard_mib" in r else f"{'':>10}"
-        print(f"{r['step']:<18} {r['seconds']:>8.1f} {assign} {cut} {mib} "
-              f"{r['peak_rss_gib']:>9.2f}")
+        print(
+            f"{r['step']:<18} {r['seconds']:>8.1f} {assign} {cut} {mib} {r['peak_rss_gib']:>9.2f}"
+        )
     Path(args.out).write_text(json.dumps(report, indent=1))
 
 

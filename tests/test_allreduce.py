@@ -15,8 +15,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from vqgnn_dist.dist.allreduce import allreduce_stats
-from vqgnn_dist.dist.server import _to_stats, codebook_state, load_codebook_state, stats_payload
+from vqgnn_dist.distributed.allreduce import allreduce_stats
+from vqgnn_dist.distributed.server import (
+    _to_stats,
+    codebook_state,
+    load_codebook_state,
+    stats_payload,
+)
 from vqgnn_dist.vq.codebook import ProductCodebook, merge_stats
 
 

@@ -49,8 +49,9 @@ def test_csbm_graph_helps_but_features_alone_are_weak() -> None:
     data = csbm(num_nodes=4000, seed=0)
     n = data.num_nodes
     deg = torch.bincount(data.edge_index[0], minlength=n).float() + 1
-    adj = torch.sparse_coo_tensor(data.edge_index, torch.ones(data.edge_index.shape[1]), (n, n),
-                                  check_invariants=True)
+    adj = torch.sparse_coo_tensor(
+        data.edge_index, torch.ones(data.edge_index.shape[1]), (n, n), check_invariants=True
+    )
     norm = deg.rsqrt().unsqueeze(1)
     h = data.x
     for _ in range(2):  # two GCN propagations with self-loops, D^-1/2 (A+I) D^-1/2
@@ -71,8 +72,9 @@ def test_spec_string_parameters() -> None:
     data = load_graph("synthetic:num_nodes=300,avg_degree=4,homophily=0.5,seed=7")
     check_contract(data)
     assert data.num_nodes == 300
-    assert torch.equal(data.edge_index, csbm(num_nodes=300, avg_degree=4, homophily=0.5,
-                                             seed=7).edge_index)
+    assert torch.equal(
+        data.edge_index, csbm(num_nodes=300, avg_degree=4, homophily=0.5, seed=7).edge_index
+    )
 
 
 def test_keyword_parameters_override_spec() -> None:
@@ -107,5 +109,4 @@ def test_cora(cora_root: Path) -> None:
     assert data.num_nodes == 2708 and data.x.shape[1] == 1433
     assert data.edge_index.shape[1] == 10556
     assert is_symmetric(data.edge_index, data.num_nodes)
-    assert [int(data[k].sum()) for k in ("train_mask", "val_mask", "test_mask")] == [140, 500,
-                                                                                       1000]
+    assert [int(data[k].sum()) for k in ("train_mask", "val_mask", "test_mask")] == [140, 500, 1000]

@@ -18,8 +18,12 @@ from vqgnn_dist.data.partition import partition_graph, read_shard
 FLOATS = pa.list_(pa.float32())
 
 
-def _write(folder: Path, nodes: dict[str, Any] | None = None,
-           edges: dict[str, Any] | None = None, drop: str | None = None) -> Path:
+def _write(
+    folder: Path,
+    nodes: dict[str, Any] | None = None,
+    edges: dict[str, Any] | None = None,
+    drop: str | None = None,
+) -> Path:
     """A valid 3-node graph in the Parquet format, with columns replaced or dropped."""
     folder.mkdir(exist_ok=True)
     node_cols = {
@@ -79,8 +83,9 @@ def test_ragged_features(tmp_path: Path) -> None:
 
 
 def test_label_not_below_declared_classes(tmp_path: Path) -> None:
-    msg = _error(_write(tmp_path / "g", nodes={"y": pa.array([0, 5, -1], pa.int64())}),
-                 num_classes=2)
+    msg = _error(
+        _write(tmp_path / "g", nodes={"y": pa.array([0, 5, -1], pa.int64())}), num_classes=2
+    )
     assert "nodes.parquet" in msg and "field y" in msg and "num_classes=2" in msg
 
 
@@ -121,10 +126,19 @@ def test_duplicate_node_ids(tmp_path: Path) -> None:
 
 
 def test_empty_graph(tmp_path: Path) -> None:
-    empty = {"node_id": pa.array([], pa.int64()), "x": pa.array([], FLOATS),
-             "y": pa.array([], pa.int64()), "split": pa.array([], pa.string())}
-    msg = _error(_write(tmp_path / "g", nodes=empty, edges={"src": pa.array([], pa.int64()),
-                                                            "dst": pa.array([], pa.int64())}))
+    empty = {
+        "node_id": pa.array([], pa.int64()),
+        "x": pa.array([], FLOATS),
+        "y": pa.array([], pa.int64()),
+        "split": pa.array([], pa.string()),
+    }
+    msg = _error(
+        _write(
+            tmp_path / "g",
+            nodes=empty,
+            edges={"src": pa.array([], pa.int64()), "dst": pa.array([], pa.int64())},
+        )
+    )
     assert "nodes.parquet" in msg and "field node_id" in msg and "empty graph" in msg
 
 
@@ -192,8 +206,17 @@ def test_cli_prints_one_error_line_and_exits_2(tmp_path: Path, capsys) -> None:
     parser = argparse.ArgumentParser()
     add_partition_parser(parser.add_subparsers())
     folder = _write(tmp_path / "g", edges={"src": pa.array([0, 7], pa.int64())})
-    args = parser.parse_args(["partition", "--dataset", f"parquet:{folder}", "--num-parts", "2",
-                              "--out", str(tmp_path / "s")])
+    args = parser.parse_args(
+        [
+            "partition",
+            "--dataset",
+            f"parquet:{folder}",
+            "--num-parts",
+            "2",
+            "--out",
+            str(tmp_path / "s"),
+        ]
+    )
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1

@@ -67,8 +67,16 @@ def test_round_trip_synthetic(tmp_path: Path, method: str) -> None:
         part[read_shard(tmp_path / "s", p).node_ids] = p
     cut = int((part[data.edge_index[0]] != part[data.edge_index[1]]).sum())
     assert manifest["edge_cut"] == cut
-    assert {"schema_version", "num_nodes", "num_edges", "num_features", "num_classes",
-            "num_parts", "method", "edge_cut"} <= set(manifest)
+    assert {
+        "schema_version",
+        "num_nodes",
+        "num_edges",
+        "num_features",
+        "num_classes",
+        "num_parts",
+        "method",
+        "edge_cut",
+    } <= set(manifest)
     assert all(len(f["sha256"]) == 64 for p in manifest["parts"] for f in p["files"].values())
 
 
@@ -121,7 +129,10 @@ def test_replaces_older_shard_set(tmp_path: Path) -> None:
     data = csbm(num_nodes=300, seed=1)
     partition_graph(data, 2, tmp_path / "s")
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
-        "manifest.json", "part-00000", "part-00001"]
+        "manifest.json",
+        "part-00000",
+        "part-00001",
+    ]
     _assert_same_graph(read_all_shards(tmp_path / "s"), data)
     assert [p.name for p in tmp_path.iterdir()] == ["s"]  # no temp folders left
 
@@ -152,9 +163,21 @@ def test_failed_partition_leaves_old_set_intact(tmp_path: Path, monkeypatch) -> 
 def test_cli_partition(tmp_path: Path, capsys) -> None:
     parser = argparse.ArgumentParser()
     add_partition_parser(parser.add_subparsers())
-    args = parser.parse_args(["partition", "--dataset", "synthetic:num_nodes=500,seed=3",
-                              "--num-parts", "2", "--out", str(tmp_path / "s"),
-                              "--method", "random", "--seed", "4"])
+    args = parser.parse_args(
+        [
+            "partition",
+            "--dataset",
+            "synthetic:num_nodes=500,seed=3",
+            "--num-parts",
+            "2",
+            "--out",
+            str(tmp_path / "s"),
+            "--method",
+            "random",
+            "--seed",
+            "4",
+        ]
+    )
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "edge cut:" in out and "wrote" in out

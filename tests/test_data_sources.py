@@ -102,8 +102,9 @@ def test_flickr(tmp_path: Path) -> None:
     np.save(raw / "feats.npy", rng.standard_normal((N, F)).astype(np.float32))
     labels = rng.integers(0, C, size=N)
     (raw / "class_map.json").write_text(json.dumps({str(i): int(c) for i, c in enumerate(labels)}))
-    (raw / "role.json").write_text(json.dumps({"tr": list(range(10)), "va": list(range(10, 20)),
-                                               "te": list(range(20, N))}))
+    (raw / "role.json").write_text(
+        json.dumps({"tr": list(range(10)), "va": list(range(10, 20)), "te": list(range(20, N))})
+    )
     data = load_graph("flickr", root=tmp_path)
     check_contract(data)
     assert torch.equal(data.y, torch.from_numpy(labels))
@@ -123,8 +124,13 @@ def test_ppi_is_merged_into_one_multilabel_graph(tmp_path: Path) -> None:
         for size in graph_sizes:  # a path inside each graph
             links += [{"source": start + i, "target": start + i + 1} for i in range(size - 1)]
             start += size
-        graph = {"directed": False, "multigraph": False, "graph": {},
-                 "nodes": [{"id": i} for i in range(n)], "links": links}
+        graph = {
+            "directed": False,
+            "multigraph": False,
+            "graph": {},
+            "nodes": [{"id": i} for i in range(n)],
+            "links": links,
+        }
         (raw / f"{split}_graph.json").write_text(json.dumps(graph))
         np.save(raw / f"{split}_feats.npy", rng.standard_normal((n, F)).astype(np.float32))
         np.save(raw / f"{split}_labels.npy", rng.integers(0, 2, size=(n, 3)))
@@ -155,14 +161,23 @@ def test_parquet_directed_and_unordered_rows(tmp_path: Path) -> None:
 
     d = tmp_path / "g"
     d.mkdir()
-    pq.write_table(pa.table({
-        "node_id": pa.array([2, 0, 1], pa.int64()),
-        "x": pa.array([[2.0], [0.0], [1.0]], pa.list_(pa.float32())),
-        "y": pa.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], pa.list_(pa.float32())),
-        "split": pa.array(["test", "train", None]),
-    }), d / "nodes.parquet")
-    pq.write_table(pa.table({"src": pa.array([0, 1, 1, 2], pa.int64()),
-                             "dst": pa.array([1, 2, 2, 2], pa.int64())}), d / "edges.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "node_id": pa.array([2, 0, 1], pa.int64()),
+                "x": pa.array([[2.0], [0.0], [1.0]], pa.list_(pa.float32())),
+                "y": pa.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], pa.list_(pa.float32())),
+                "split": pa.array(["test", "train", None]),
+            }
+        ),
+        d / "nodes.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {"src": pa.array([0, 1, 1, 2], pa.int64()), "dst": pa.array([1, 2, 2, 2], pa.int64())}
+        ),
+        d / "edges.parquet",
+    )
     data = load_graph(f"parquet:{d}", directed=True)
     check_contract(data)
     assert data.x[:, 0].tolist() == [0.0, 1.0, 2.0]

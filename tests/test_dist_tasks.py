@@ -20,8 +20,8 @@ from vqgnn_dist.data.errors import DataError
 from vqgnn_dist.data.graph import finalize_graph
 from vqgnn_dist.data.partition import assign_parts, partition_graph
 from vqgnn_dist.data.splits import training_subgraph
-from vqgnn_dist.dist.halo import local_graph
-from vqgnn_dist.dist.tasks import split_counts, split_metrics
+from vqgnn_dist.distributed.halo import local_graph
+from vqgnn_dist.distributed.tasks import split_counts, split_metrics
 from vqgnn_dist.nn.block import GraphIndex
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.nn.transformer import merge_tuple_counts, tuple_counts

@@ -20,8 +20,8 @@ from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.data import csbm, read_shard
 from vqgnn_dist.data.graph import finalize_graph
 from vqgnn_dist.data.samplers import NodeSampler
-from vqgnn_dist.dist.halo import local_graph
-from vqgnn_dist.dist.trainer import train_distributed
+from vqgnn_dist.distributed.halo import local_graph
+from vqgnn_dist.distributed.trainer import train_distributed
 from vqgnn_dist.nn.block import GraphIndex
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.train.loop import build_vq_model, make_optimizer, save_model

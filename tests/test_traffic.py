@@ -7,8 +7,8 @@ from torch_geometric.data import Data
 
 from vqgnn_dist.data.partition import partition_graph, read_shard
 from vqgnn_dist.data.synthetic import csbm
-from vqgnn_dist.dist.halo import local_graph
-from vqgnn_dist.dist.traffic import halo_feature_bytes, part_membership
+from vqgnn_dist.distributed.halo import local_graph
+from vqgnn_dist.distributed.traffic import halo_feature_bytes, part_membership
 
 
 def path_graph() -> Data:

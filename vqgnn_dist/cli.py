@@ -106,7 +106,7 @@ def _run_one(cfg: TrainConfig, data) -> dict[str, Any]:
     from vqgnn_dist.train.metrics import write_json_atomic
 
     if cfg.num_workers > 0:
-        from vqgnn_dist.dist.trainer import train_distributed
+        from vqgnn_dist.distributed.trainer import train_distributed
 
         result = train_distributed(cfg, data)
     else:

@@ -127,7 +127,7 @@ def _distributed_trial(cfg: TrainConfig, data: Any, state: dict[str, Any]) -> No
     from ray.train import UserCallback
     from ray.util.queue import Empty, Queue
 
-    from vqgnn_dist.dist.trainer import train_distributed
+    from vqgnn_dist.distributed.trainer import train_distributed
 
     class Relay(UserCallback):
         """Forwards every epoch report to the queue (runs in the Train controller)."""

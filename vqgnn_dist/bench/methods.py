@@ -130,7 +130,7 @@ def train_vq_distributed(cfg: TrainConfig, data: Data) -> dict[str, Any]:
     """VQ-GNN with ``cfg.num_workers`` Ray Train workers on a local Ray of that many CPUs."""
     import ray
 
-    from vqgnn_dist.dist.trainer import train_distributed
+    from vqgnn_dist.distributed.trainer import train_distributed
 
     ray.init(num_cpus=cfg.num_workers, include_dashboard=False, log_to_driver=False)
     try:

@@ -6,7 +6,7 @@ A training step is::
     loss = criterion(logits[train], y) + blue        # blue carries Eq. 7
     loss.backward(); optimizer.step()
     model.update_codebooks(block.batch)               # stats, EMA step, assignments
-                                                      # (dist/ aggregates the stats)
+                                                      # (distributed/ aggregates the stats)
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class VQGNN(nn.Module):
                 f"assignment{i}", torch.zeros(num_nodes, cb.num_groups, dtype=index_dtype)
             )
         self._cache: list[tuple[Tensor, dict[str, Tensor]]] = []
-        # Global attention on a shard (dist/): the first `owned_nodes` rows of the
+        # Global attention on a shard (distributed/): the first `owned_nodes` rows of the
         # assignment tables are this worker's nodes (the rest its halo), and
         # `remote_context[layer]` counts the tuples of the nodes other workers own.
         self.owned_nodes: int | None = None

@@ -40,7 +40,7 @@ def _run(out: Path, name: str, data, **cfg: Any) -> dict[str, Any]:
     cfg.setdefault("output_dir", str(out.parent / "model"))
     config = TrainConfig(**cfg).validate()
     if workers:
-        from vqgnn_dist.dist.trainer import train_distributed
+        from vqgnn_dist.distributed.trainer import train_distributed
 
         result = train_distributed(config, data)
     else:

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from vqgnn_dist.dist.server import FP16_MAX, per_count
+from vqgnn_dist.distributed.server import FP16_MAX, per_count
 from vqgnn_dist.vq.codebook import CodebookStats, merge_candidates
 
 ADDITIVE = ("count", "total", "moment_n", "moment_sum", "moment_sumsq", "sq_err", "sq_norm")

@@ -1,6 +1,6 @@
 """What a distributed worker trains on its shard: node, inductive or link.
 
-The worker loop (:mod:`vqgnn_dist.dist.worker`) is the same for every task:
+The worker loop (:mod:`vqgnn_dist.distributed.worker`) is the same for every task:
 a step's node batch gets the approximate forward and backward of Eq. 6 and 7,
 gradients are all-reduced, codebook statistics synced. A task says what a
 step is, what its loss reads (normalised so that the losses of all workers
@@ -31,8 +31,8 @@ from torch import Tensor, nn
 from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.partition import Shard, read_shard
 from vqgnn_dist.data.samplers import NodeSampler
-from vqgnn_dist.dist.allreduce import all_sum, gather_float
-from vqgnn_dist.dist.halo import LocalGraph, local_graph
+from vqgnn_dist.distributed.allreduce import all_sum, gather_float
+from vqgnn_dist.distributed.halo import LocalGraph, local_graph
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.train.link import LinkBatchSampler, LinkPredictor, evaluate_pairs, link_loss
 from vqgnn_dist.train.loop import vq_model

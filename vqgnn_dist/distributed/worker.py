@@ -1,10 +1,10 @@
 """The per-worker training loop of a distributed VQ-GNN run (one shard per Ray Train worker).
 
 Each step: sample a batch of owned nodes (what a step is and what its loss reads
-depends on the task: :mod:`vqgnn_dist.dist.tasks`) -> approximate
+depends on the task: :mod:`vqgnn_dist.distributed.tasks`) -> approximate
 forward/backward on the local device -> all-reduce the weight gradients -> push
 codebook statistics to
-the :class:`~vqgnn_dist.dist.server.CodebookServer` and load the new global
+the :class:`~vqgnn_dist.distributed.server.CodebookServer` and load the new global
 codebooks (or, with ``--codebook-sync allreduce``, sum the statistics with a
 collective and apply the same EMA step on every worker). Halo assignments are
 exchanged every ``halo_sync_every`` steps (or once per epoch), with the tuple
@@ -32,10 +32,15 @@ import torch.distributed as dist
 
 from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.data.partition import read_shard
-from vqgnn_dist.dist.allreduce import all_sum, allreduce_stats, gather_float
-from vqgnn_dist.dist.halo import LocalGraph, local_graph
-from vqgnn_dist.dist.server import codebook_state, load_codebook_state, payload_bytes, stats_payload
-from vqgnn_dist.dist.tasks import build_model, make_task, worker_sampler
+from vqgnn_dist.distributed.allreduce import all_sum, allreduce_stats, gather_float
+from vqgnn_dist.distributed.halo import LocalGraph, local_graph
+from vqgnn_dist.distributed.server import (
+    codebook_state,
+    load_codebook_state,
+    payload_bytes,
+    stats_payload,
+)
+from vqgnn_dist.distributed.tasks import build_model, make_task, worker_sampler
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.nn.transformer import TupleCounts, merge_tuple_counts, tuple_counts
 from vqgnn_dist.train.loop import make_optimizer

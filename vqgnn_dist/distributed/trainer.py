@@ -2,9 +2,9 @@
 
 ``train_distributed(cfg, data)`` partitions the graph into ``cfg.num_workers``
 METIS shards (reusing a complete shard set of the same graph), starts one
-:class:`~vqgnn_dist.dist.server.CodebookServer` actor, and runs a
+:class:`~vqgnn_dist.distributed.server.CodebookServer` actor, and runs a
 ``TorchTrainer`` whose workers each load only their own shard
-(:func:`~vqgnn_dist.dist.worker.train_worker`). Weights are all-reduced over
+(:func:`~vqgnn_dist.distributed.worker.train_worker`). Weights are all-reduced over
 gloo (CPU) or nccl (GPU).
 
 What is sharded depends on the task (:func:`prepare_task`): the graph itself
@@ -39,10 +39,10 @@ from torch_geometric.data import Data
 from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.partition import assign_parts, partition_graph, read_manifest
 from vqgnn_dist.data.splits import link_split, symmetric_edge_index, training_subgraph
-from vqgnn_dist.dist.server import CodebookServer
-from vqgnn_dist.dist.tasks import build_model
-from vqgnn_dist.dist.traffic import halo_feature_bytes, part_membership
-from vqgnn_dist.dist.worker import CHECKPOINT_FILE, train_worker
+from vqgnn_dist.distributed.server import CodebookServer
+from vqgnn_dist.distributed.tasks import build_model
+from vqgnn_dist.distributed.traffic import halo_feature_bytes, part_membership
+from vqgnn_dist.distributed.worker import CHECKPOINT_FILE, train_worker
 from vqgnn_dist.train.inductive import check_inductive_task, check_node_task, is_multilabel
 from vqgnn_dist.train.link import check_link_task
 from vqgnn_dist.train.metrics import run_info
