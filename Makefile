@@ -22,7 +22,7 @@ run: $(STAMP)
 
 ## Install and run the whole offline test suite.
 test: $(STAMP)
-	$(VENV)/bin/ruff check vqgnn_dist tests jobs
+	$(VENV)/bin/ruff check vqgnn_dist tests jobs experiments
 	$(PY) -m pytest -q tests
 
 ## Re-render the README's measured tables from the bench JSON under results/.
@@ -30,8 +30,8 @@ docs: $(STAMP)
 	$(PY) -m vqgnn_dist.bench.docs README.md
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check vqgnn_dist tests jobs
-	$(VENV)/bin/ruff format --check vqgnn_dist tests jobs
+	$(VENV)/bin/ruff check vqgnn_dist tests jobs experiments
+	$(VENV)/bin/ruff format --check vqgnn_dist tests jobs experiments
 
 clean:
 	rm -rf $(VENV) runs

@@ -19,7 +19,7 @@ import ray
 
 from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.data import load_graph
-from vqgnn_dist.train.loop import train
+from vqgnn_dist.run import run
 from vqgnn_dist.train.metrics import write_json_atomic
 
 # key -> (label, TrainConfig overrides); "P" stands for --num-workers.
@@ -69,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(runs) - set(RUNS))
     if unknown:
         p.error(f"--runs: unknown {', '.join(unknown)}; choose from {', '.join(RUNS)}")
-    from vqgnn_dist.distributed.trainer import train_distributed
 
     data = load_graph(args.dataset, args.data_root)
     out = Path(args.out)
@@ -91,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         label = label.replace("P workers", f"{args.num_workers} workers")
         cfg = TrainConfig(**{**base, **extra, "output_dir": str(out / key)}).validate()
         print(f"== {label}", flush=True)
-        result = (
-            train_distributed(cfg, data) if cfg.num_workers else train(cfg, data, progress=False)
-        )
+        result = run(cfg, data, progress=False)
         hist = result["history"][1:] or result["history"]  # skip the warm-up epoch
         workers = max(1, cfg.num_workers)
         steps = -(-data.num_nodes // workers // cfg.batch_size)

@@ -82,16 +82,18 @@ def evaluate(
     import pyarrow.parquet as pq
 
     from vqgnn_dist.data import load_graph
+    from vqgnn_dist.factory import build_vq_model
     from vqgnn_dist.nn.block import GraphIndex
-    from vqgnn_dist.train.loop import build_vq_model, inference_mode
-    from vqgnn_dist.train.metrics import accuracy, write_json_atomic
+    from vqgnn_dist.tasks.metrics import accuracy
+    from vqgnn_dist.train.methods import inference_mode
+    from vqgnn_dist.train.metrics import write_json_atomic
 
     cfg, weights, with_assignments = load_checkpoint(checkpoint)
     if cfg.method != "vq" or cfg.task != "node":
         raise ConfigError(f"{checkpoint}: evaluate scores VQ-GNN node classification runs only")
     data = load_graph(dataset or cfg.dataset, data_root or cfg.data_root)
     n = data.num_nodes
-    model = build_vq_model(cfg, data, n)
+    model = build_vq_model(cfg, data.num_features, int(data.num_classes), n)
     try:
         model.load_state_dict(weights, strict=with_assignments)
     except RuntimeError as exc:

@@ -21,7 +21,8 @@ from pathlib import Path
 # The job's working_dir is the repository copy; make that copy's package importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vqgnn_dist.cli import _config, _run_one, build_parser  # noqa: E402
+from vqgnn_dist.cli import build_parser, run_and_save  # noqa: E402
+from vqgnn_dist.cli_flags import config_from_args  # noqa: E402
 from vqgnn_dist.config import ConfigError  # noqa: E402
 from vqgnn_dist.data.errors import DataError  # noqa: E402
 
@@ -30,14 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``train`` flags, train, write the run directory; exit status 2 on bad input."""
     args = build_parser().parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
     try:
-        cfg = _config(args)
+        cfg = config_from_args(args)
         out = Path(cfg.output_dir).resolve()
         cfg.output_dir = str(out)
         from vqgnn_dist.data import load_graph
 
         data = load_graph(cfg.dataset, cfg.data_root)
         cfg.to_yaml(out / "config.yaml")
-        _run_one(cfg, data)
+        run_and_save(cfg, data)
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

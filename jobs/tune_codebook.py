@@ -28,9 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     code = cli_main(["tune", *args])
     if code == 0:  # the same arguments parsed once more: where the results went
-        from vqgnn_dist.cli import _config, build_parser
+        from vqgnn_dist.cli import build_parser
+        from vqgnn_dist.cli_flags import config_from_args
 
-        out = Path(_config(build_parser().parse_args(["tune", *args])).output_dir).resolve()
+        out = Path(
+            config_from_args(build_parser().parse_args(["tune", *args])).output_dir
+        ).resolve()
         print(f"run directory: {out} (trials.csv, tune.json, trials/, best.yaml)", flush=True)
     return code
 

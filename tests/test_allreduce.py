@@ -16,11 +16,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from vqgnn_dist.distributed.allreduce import allreduce_stats
-from vqgnn_dist.distributed.server import (
-    _to_stats,
+from vqgnn_dist.distributed.wire import (
     codebook_state,
     load_codebook_state,
     stats_payload,
+    to_stats,
 )
 from vqgnn_dist.vq.codebook import ProductCodebook, merge_stats
 
@@ -80,7 +80,7 @@ def test_allreduce_merge_equals_merge_stats() -> None:
 def test_server_payload_fp16_keeps_large_sums() -> None:
     cb, halves = _codebook_and_halves()
     stats = cb.batch_stats(*halves[0])
-    back = _to_stats(stats_payload([stats], "fp16")[0])
+    back = to_stats(stats_payload([stats], "fp16")[0])
     scale = float(stats.total.abs().max())
     assert scale > 65504
     torch.testing.assert_close(back.total, stats.total, rtol=2e-3, atol=2e-3 * scale)

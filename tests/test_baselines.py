@@ -12,10 +12,12 @@ from vqgnn_dist.baselines import IMPLEMENTATION, SAMPLING_METHODS, one_step, tra
 from vqgnn_dist.baselines.graph import Csr, edge_weights
 from vqgnn_dist.baselines.model import SamplingGNN, layerwise_inference, lhop_inference
 from vqgnn_dist.baselines.neighbor import NeighborSampler
-from vqgnn_dist.baselines.train import _step, build_sampler
+from vqgnn_dist.baselines.train import build_sampler, sampling_method
 from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.data import load_graph
-from vqgnn_dist.train.loop import pick_device
+from vqgnn_dist.factory import pick_device
+from vqgnn_dist.tasks.base import LocalPlacement
+from vqgnn_dist.train.loop import train_step
 
 CPU = torch.device("cpu")
 
@@ -140,13 +142,11 @@ def test_saint_normalisations_are_positive_and_about_unbiased(cora: Data) -> Non
 @pytest.mark.parametrize("model", ["gcn", "sage"])
 def test_layerwise_inference_equals_full_graph_forward(cora: Data, model: str) -> None:
     method = "cluster-gcn"
-    cfg = TrainConfig(model=model, batch_size=677, num_parts=32, num_layers=3)
-    sampler, norm = build_sampler(method, cfg, cora, CPU)
-    torch.manual_seed(0)
-    net = SamplingGNN(model, cora.num_features, 32, 7, 3)
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    for nodes in sampler.epoch():
-        _step(net, opt, cora.x, cora.y, sampler.batch(nodes))
+    cfg = TrainConfig(model=model, batch_size=677, num_parts=32, num_layers=3, hidden=32)
+    trainer = sampling_method(method, cfg, cora)  # one epoch of the loop's steps
+    for batch in trainer.steps(None, 1):
+        train_step(trainer, None, batch, LocalPlacement(CPU))
+    net, norm = trainer.model, trainer.norm
     chunked = layerwise_inference(net, cora.x, norm, chunk_size=300)
     ei, w = edge_weights(cora.edge_index, cora.num_nodes, model)
     with torch.no_grad():

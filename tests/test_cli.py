@@ -83,13 +83,16 @@ def test_bad_flags_exit_with_one_line(tmp_path, flags: list[str], needle: str) -
 
 def test_switches_parse_both_ways() -> None:
     """On-by-default switches can be turned off; the inference mode is a choice."""
-    from vqgnn_dist.cli import _config, build_parser
+    from vqgnn_dist.cli import build_parser
+    from vqgnn_dist.cli_flags import config_from_args
 
     parser = build_parser()
-    default = _config(parser.parse_args(["train"]))
+    default = config_from_args(parser.parse_args(["train"]))
     assert default.freeze_input_codebook and default.inference == "layerwise"
-    cfg = _config(
+    cfg = config_from_args(
         parser.parse_args(["train", "--no-freeze-input-codebook", "--inference", "codeword"])
     )
     assert not cfg.freeze_input_codebook and cfg.inference == "codeword"
-    assert _config(parser.parse_args(["train", "--freeze-input-codebook"])).freeze_input_codebook
+    assert config_from_args(
+        parser.parse_args(["train", "--freeze-input-codebook"])
+    ).freeze_input_codebook

@@ -120,11 +120,12 @@ def test_example_configs_are_valid() -> None:
 
 
 def test_distributed_flags_parse_to_their_fields() -> None:
-    from vqgnn_dist.cli import _config, build_parser
+    from vqgnn_dist.cli import build_parser
+    from vqgnn_dist.cli_flags import config_from_args
 
     argv = ["train", "--codebook-sync-every", "3", "--codebook-wire", "fp16"]
     argv += ["--codebook-sync", "allreduce", "--halo-sync-every", "2", "--lr", "0.5"]
-    cfg = _config(build_parser().parse_args(argv))
+    cfg = config_from_args(build_parser().parse_args(argv))
     assert (cfg.codebook_sync_every, cfg.codebook_wire, cfg.codebook_sync) == (
         3,
         "fp16",

@@ -21,13 +21,11 @@ from vqgnn_dist.data.graph import finalize_graph
 from vqgnn_dist.data.partition import assign_parts, partition_graph
 from vqgnn_dist.data.splits import training_subgraph
 from vqgnn_dist.distributed.halo import local_graph
-from vqgnn_dist.distributed.tasks import split_counts, split_metrics
 from vqgnn_dist.nn.block import GraphIndex
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.nn.transformer import merge_tuple_counts, tuple_counts
-from vqgnn_dist.train.inductive import micro_f1
-from vqgnn_dist.train.link import LinkBatchSampler
-from vqgnn_dist.train.metrics import accuracy
+from vqgnn_dist.tasks.link import LinkBatchSampler
+from vqgnn_dist.tasks.metrics import accuracy, micro_f1, split_counts, split_metrics
 
 N, F_IN, HIDDEN, CLASSES, LAYERS = 40, 6, 8, 3, 3
 

@@ -22,9 +22,9 @@ from vqgnn_dist.data.graph import finalize_graph
 from vqgnn_dist.data.samplers import NodeSampler
 from vqgnn_dist.distributed.halo import local_graph
 from vqgnn_dist.distributed.trainer import train_distributed
+from vqgnn_dist.factory import build_vq_model, make_optimizer, save_model
 from vqgnn_dist.nn.block import GraphIndex
 from vqgnn_dist.nn.model import VQGNN
-from vqgnn_dist.train.loop import build_vq_model, make_optimizer, save_model
 from vqgnn_dist.vq.codebook import merge_stats
 
 pytestmark = pytest.mark.ray
@@ -56,7 +56,7 @@ def union_reference(cfg: TrainConfig, data: Data, shard_dir, init: dict) -> VQGN
     """One process that trains on the union of the two workers' batches, step by step."""
     n = data.num_nodes
     index = GraphIndex.from_edge_index(data.edge_index, n)
-    model = build_vq_model(cfg, data, n)
+    model = build_vq_model(cfg, data.num_features, data.num_classes, n)
     model.load_state_dict(init)
     opt = make_optimizer(cfg, model.parameters())
     samplers, ids = [], []
@@ -115,7 +115,7 @@ def test_two_workers_equal_one_process_on_union_batches(
     )
     # A shared starting point: a single-process model after its init pass.
     n = data.num_nodes
-    start = build_vq_model(cfg, data, n)
+    start = build_vq_model(cfg, data.num_features, data.num_classes, n)
     start.init_codebooks(
         data.x,
         GraphIndex.from_edge_index(data.edge_index, n),
@@ -255,12 +255,13 @@ def test_corrupt_checkpoint_is_refused(clean_run, tmp_path) -> None:
 def test_inductive_evaluation_on_shards_equals_one_process(ray_cluster, tmp_path) -> None:
     """Multi-label inductive run (train on 2 graphs, validate and test on 2 unseen ones):
     the distributed evaluation of the final weights, codebooks and assignments equals the
-    one-process InductivePredictor's micro-F1 (one batch per component: no codeword in
+    one-process inductive evaluation's micro-F1 (one batch per component: no codeword in
     either, so the two must agree exactly)."""
     from vqgnn_dist.data.partition import read_manifest
     from vqgnn_dist.data.splits import training_subgraph
     from vqgnn_dist.data.task_synthetic import multi_csbm
-    from vqgnn_dist.train.inductive import InductivePredictor, micro_f1
+    from vqgnn_dist.tasks.metrics import micro_f1
+    from vqgnn_dist.train.local import predict_unseen
 
     data = multi_csbm(num_graphs=4, nodes_per_graph=100, num_features=8, seed=3)
     data.y = (data.x[:, :5] + 0.5 * data.x[:, 5:6] > 0).float()
@@ -282,7 +283,7 @@ def test_inductive_evaluation_on_shards_equals_one_process(ray_cluster, tmp_path
 
     seen = ~(data.val_mask | data.test_mask)
     sub, _ = training_subgraph(data, seen)
-    model = build_vq_model(cfg, sub, sub.num_nodes)
+    model = build_vq_model(cfg, sub.num_features, data.num_classes, sub.num_nodes)
     for rank in range(2):
         state = torch.load(f"{result['checkpoint']}/worker-{rank}.pt", weights_only=True)["model"]
         ids = read_shard(tmp_path / "shards", rank).node_ids
@@ -290,7 +291,7 @@ def test_inductive_evaluation_on_shards_equals_one_process(ray_cluster, tmp_path
             model.assignment(layer)[ids] = state[f"assignment{layer}"][: ids.numel()]
     weights = {k: v for k, v in state.items() if not k.startswith("assignment")}
     model.load_state_dict(weights, strict=False)
-    logits = InductivePredictor(cfg, data, seen, torch.device("cpu")).predict(model)
+    logits = predict_unseen(cfg, data, model)
     final = result["history"][-1]
     for split in ("val", "test"):
         want = micro_f1(logits, data.y, data[f"{split}_mask"])

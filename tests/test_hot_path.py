@@ -17,7 +17,8 @@ from vqgnn_dist.data import csbm
 from vqgnn_dist.nn.block import GraphIndex, build_block, sorted_spmm
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.timing import PhaseTimer
-from vqgnn_dist.train.loop import inference_mode, train
+from vqgnn_dist.train.local import train
+from vqgnn_dist.train.methods import inference_mode
 from vqgnn_dist.vq.codebook import ProductCodebook, _stable_topk
 
 

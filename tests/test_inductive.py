@@ -9,9 +9,12 @@ from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data import csbm
 from vqgnn_dist.data.splits import training_subgraph
 from vqgnn_dist.data.task_synthetic import multi_csbm
+from vqgnn_dist.factory import build_vq_model
 from vqgnn_dist.nn.block import GraphIndex
-from vqgnn_dist.train.inductive import InductivePredictor, micro_f1
-from vqgnn_dist.train.loop import build_vq_model, train
+from vqgnn_dist.tasks.base import GraphView
+from vqgnn_dist.tasks.metrics import micro_f1
+from vqgnn_dist.train.local import predict_unseen, train
+from vqgnn_dist.train.methods import transfer_model
 
 
 def test_training_subgraph_drops_unseen_nodes_and_their_edges() -> None:
@@ -43,14 +46,16 @@ def test_unseen_nodes_get_nearest_feature_codewords_and_nothing_else_changes() -
     seen = ~(data.val_mask | data.test_mask)
     sub, ids = training_subgraph(data, seen)
     cfg = TrainConfig(model="sage", codebook_size=16, hidden=8, batch_size=64).validate()
-    trained = build_vq_model(cfg, sub, sub.num_nodes)
+    trained = build_vq_model(cfg, sub.num_features, data.num_classes, sub.num_nodes)
     index = GraphIndex.from_edge_index(sub.edge_index, sub.num_nodes)
     trained.init_codebooks(
         sub.x, index, list(torch.arange(sub.num_nodes).split(64)), torch.Generator().manual_seed(0)
     )
     before = {k: v.clone() for k, v in trained.state_dict().items()}
-    pred = InductivePredictor(cfg, data, seen, torch.device("cpu"))
-    model = pred.load(trained)
+    full = build_vq_model(cfg, data.num_features, data.num_classes, data.num_nodes)
+    view = GraphView.of_graph(data, torch.device("cpu"))
+    unseen_ids = (~seen).nonzero().view(-1)
+    model = transfer_model(trained, full, view, ids, unseen_ids, cfg.batch_size)
     # Trained model untouched; codebooks and weights copied, not updated.
     for k, v in trained.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -69,7 +74,7 @@ def test_unseen_nodes_get_nearest_feature_codewords_and_nothing_else_changes() -
     cw = cb.whitened_codewords()[..., : cb.group_size]
     d = ((z[:, :, None, : cb.group_size] - cw[None]) ** 2).sum(-1)
     assert torch.equal(d.argmin(-1), want)
-    logits = pred.predict(trained)
+    logits = predict_unseen(cfg, data, trained)
     assert logits.shape == (data.num_nodes, data.num_classes) and bool(torch.isfinite(logits).all())
 
 

@@ -9,16 +9,12 @@ from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data import csbm
 from vqgnn_dist.data.errors import DataError
 from vqgnn_dist.data.splits import random_link_split, symmetric_edge_index
+from vqgnn_dist.factory import build_vq_model
 from vqgnn_dist.nn.block import GraphIndex
 from vqgnn_dist.nn.model import VQGNN
-from vqgnn_dist.train.link import (
-    LinkBatchSampler,
-    LinkPredictor,
-    build_link_vq_model,
-    link_loss,
-    link_metrics,
-)
-from vqgnn_dist.train.loop import train
+from vqgnn_dist.tasks.link import LinkBatchSampler, LinkPredictor
+from vqgnn_dist.tasks.metrics import link_loss, link_metrics
+from vqgnn_dist.train.local import train
 
 
 def small_graph(seed: int = 1):
@@ -110,7 +106,7 @@ def test_link_step_gradients_are_exact_without_last_layer_blue_messages() -> Non
         assert step.nodes.numel() < n // 2
         for last_layer_gradients in (False, True):
             torch.manual_seed(0)
-            model = build_link_vq_model(cfg, f, n)
+            model = build_vq_model(cfg, f, cfg.hidden, n)
             if last_layer_gradients:  # control: the codebook every other task uses
                 model = VQGNN("gcn", f, 8, 8, 2, n, n, dropout=0.0)
             pred = LinkPredictor("mlp", 8)

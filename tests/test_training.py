@@ -6,7 +6,7 @@ import pytest
 
 from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.data import csbm
-from vqgnn_dist.train.loop import train
+from vqgnn_dist.train.local import train
 
 
 @pytest.mark.parametrize("model", ["gcn", "sage", "gat"])

@@ -1,4 +1,9 @@
-"""The configuration of a training run: one dataclass, validated with one-line errors."""
+"""The configuration of a training run: one dataclass, validated with one-line errors.
+
+Importing this module imports no torch (the CLI's ``--help``, YAML checks and
+Tune's driver stay light); only the model's capabilities come from the conv
+registry (:mod:`vqgnn_dist.nn.registry`), read when a config is validated.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from vqgnn_dist.nn.model import CONVS
-
 
 class ConfigError(ValueError):
     """An impossible or unknown setting; the message is one line naming the field and the fix."""
 
 
-MODELS = CONVS  # the backbones nn/model.py builds
 TASKS = ("node", "link", "inductive")
 PREDICTORS = ("mlp", "dot")
 METHODS = ("vq", "full-graph")
@@ -67,7 +69,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` on the first impossible setting; return self."""
-        _choice("model", self.model, MODELS)
+        spec = _conv(self.model)
         _choice("method", self.method, METHODS)
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -109,14 +111,14 @@ class TrainConfig:
             raise ConfigError(
                 "--num-workers > 0 trains VQ-GNN only; use --method vq or --num-workers 0"
             )
-        if self.num_workers > 0 and self.model == "gat":
+        if self.num_workers > 0 and not spec.sharded:
             raise ConfigError(
-                "--model gat needs the receivers' full attention rows, which a shard lacks; "
-                "use gcn, sage or a transformer with --num-workers > 0"
+                f"--model {self.model} needs the receivers' full attention rows, which a shard "
+                "lacks; use gcn, sage or a transformer with --num-workers > 0"
             )
-        if self.method == "full-graph" and self.model.startswith("transformer"):
+        if self.method == "full-graph" and spec.full_graph is None:
             raise ConfigError(
-                "--method full-graph has no transformer baseline; use --method vq with "
+                f"--method full-graph has no {self.model} baseline; use --method vq with "
                 "--batch-size >= the node count (one batch of all nodes is exact full attention)"
             )
         if not 0.0 <= self.dropout < 1.0:
@@ -130,10 +132,10 @@ class TrainConfig:
                 f"--hidden {self.hidden} is not divisible by --group-size {self.group_size}; "
                 "pick a hidden size that is a multiple of the group size"
             )
-        if self.model == "gat" and self.hidden % self.heads:
+        if spec.heads and self.hidden % self.heads:
             raise ConfigError(
                 f"--hidden {self.hidden} is not divisible by --heads {self.heads}; "
-                "GAT concatenates heads of hidden/heads features"
+                f"{self.model} concatenates heads of hidden/heads features"
             )
         return self
 
@@ -231,6 +233,23 @@ def load_config(path: str | Path) -> dict[str, Any]:
             )
         values[name] = float(value) if kinds[0] is float else value
     return values
+
+
+def model_names() -> tuple[str, ...]:
+    """The ``--model`` choices: every conv of the registry."""
+    from vqgnn_dist.nn.registry import conv_names
+
+    return conv_names()
+
+
+def _conv(name: str):
+    """The registry entry of ``--model name`` (:class:`ConfigError` for an unknown one)."""
+    from vqgnn_dist.nn.registry import conv_spec
+
+    try:
+        return conv_spec(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:

@@ -19,7 +19,7 @@ The phases of VQ-GNN (what each name covers):
   nodes, the receivers);
 * ``forward``: the approximate forward of Eq. 6 with the codeword gathers and
   the blue term of Eq. 7;
-* ``backward``: ``loss.backward()``;
+* ``backward``: differentiating the loss;
 * ``optimizer``: the optimiser step;
 * ``search``: the codeword search (nearest codeword of every batch vector);
 * ``statistics``: the codebook statistics of a searched batch;

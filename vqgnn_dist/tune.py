@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vqgnn_dist.config import ConfigError, TrainConfig
+from vqgnn_dist.run import run
 
 NAMESPACE = "vqgnn-dist"
 #: Columns of the trial table, in order.
@@ -111,49 +111,7 @@ def _trial(config: dict[str, Any], base: dict[str, Any], out: str, data: Any) ->
     if cfg.num_workers == 0:
         cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
         torch.set_num_threads(max(1, int(cpus)))
-        from vqgnn_dist.train.loop import train
-
-        train(cfg, data, progress=False, on_epoch=lambda rec: _report(rec, state))
-    else:
-        _distributed_trial(cfg, data, state)
-
-
-def _distributed_trial(cfg: TrainConfig, data: Any, state: dict[str, Any]) -> None:
-    """Run ``train_distributed`` in a thread and report each epoch to Tune as it arrives.
-
-    Ray Train's callbacks run in its controller actor, away from this trial, so a
-    relay callback puts each epoch on a Ray queue that this trial drains.
-    """
-    from ray.train import UserCallback
-    from ray.util.queue import Empty, Queue
-
-    from vqgnn_dist.distributed.trainer import train_distributed
-
-    class Relay(UserCallback):
-        """Forwards every epoch report to the queue (runs in the Train controller)."""
-
-        def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-            queue.put(metrics[0])
-
-    # num_cpus 0, outside the trial's placement group (which holds no CPU).
-    queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": "DEFAULT"})
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            train_distributed(cfg, data, callbacks=[Relay()])
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the trial below
-            errors.append(exc)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    while worker.is_alive() or not queue.empty():
-        try:
-            _report(queue.get(timeout=0.5), state)
-        except Empty:
-            continue
-    if errors:
-        raise errors[0]
+    run(cfg, data, progress=False, on_epoch=lambda rec: _report(rec, state))
 
 
 def _param_space(search: SearchConfig) -> dict[str, Any]:
@@ -350,10 +308,10 @@ def add_tune_parser(sub: Any, add_train_flags: Callable[[argparse.ArgumentParser
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """The ``tune`` subcommand: build the base run and the search, run it, print the table."""
-    from vqgnn_dist.cli import _config
+    from vqgnn_dist.cli_flags import config_from_args
     from vqgnn_dist.data import load_graph
 
-    base = _config(args)
+    base = config_from_args(args)
     search = SearchConfig(
         codebook_sizes=args.codebook_sizes,
         group_sizes=args.group_sizes,

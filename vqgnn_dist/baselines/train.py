@@ -1,4 +1,4 @@
-"""Training of the sampling baselines, metrics as in :func:`vqgnn_dist.train.loop.train`.
+"""Training of the sampling baselines, metrics as in :func:`vqgnn_dist.train.local.train`.
 
 Methods (the scalable baselines of the VQ-GNN paper, Section 2 and Table 3):
 
@@ -22,17 +22,15 @@ model is also timed with mini-batch inference over full L-hop neighbourhoods
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
-from tqdm import tqdm
 
 from vqgnn_dist.baselines.cluster import ClusterGCNSampler
 from vqgnn_dist.baselines.graph import Csr, edge_weights
@@ -45,15 +43,12 @@ from vqgnn_dist.baselines.model import (
 from vqgnn_dist.baselines.neighbor import NeighborSampler
 from vqgnn_dist.baselines.saint import SaintRWSampler
 from vqgnn_dist.config import TrainConfig
-from vqgnn_dist.train.loop import (
-    SPLITS,
-    epoch_record,
-    log_epoch,
-    make_optimizer,
-    pick_device,
-    summarize,
-)
-from vqgnn_dist.train.metrics import accuracy, run_info
+from vqgnn_dist.factory import make_optimizer, pick_device
+from vqgnn_dist.tasks.base import GraphView, LocalPlacement, Task
+from vqgnn_dist.tasks.node import NodeTask
+from vqgnn_dist.timing import PhaseTimer
+from vqgnn_dist.train.loop import fit, log_epoch, summarize, train_step
+from vqgnn_dist.train.metrics import run_info
 
 SAMPLING_METHODS = ("ns-sage", "cluster-gcn", "saint-rw")
 IMPLEMENTATION = "plain torch (PyG loader needs pyg-lib/torch-sparse)"
@@ -165,43 +160,70 @@ def build_sampler(
     return sampler, norm
 
 
-def _step(
-    model: SamplingGNN, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, batch: SampledBatch
-) -> float:
-    """One optimiser step on ``batch``: weighted cross-entropy of its loss nodes."""
-    model.train()
-    logits = model.forward_batch(x[batch.nodes], batch)[batch.loss_index]
-    target = y[batch.nodes[batch.loss_index]]
-    loss = (batch.loss_weight * F.cross_entropy(logits, target, reduction="none")).sum()
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    return loss.item()
-
-
 def _sync(device: torch.device) -> None:
     """Wait for queued CUDA work so that wall-clock timings cover it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _setup(
-    method: str, cfg: TrainConfig, data: Data, sampler_options: dict[str, Any]
-) -> tuple[torch.device, Sampler, Csr, SamplingGNN, torch.optim.Optimizer]:
-    """Checked inputs, then device, sampler, full-graph coefficients, model and optimiser."""
-    check_inputs(method, cfg, data)
-    torch.manual_seed(cfg.seed)
-    device = pick_device()
-    sampler, norm = build_sampler(method, cfg, data, device, **sampler_options)
-    model = SamplingGNN(
-        cfg.model,
-        data.num_features,
-        cfg.hidden,
-        int(data.num_classes),
-        cfg.num_layers,
-        cfg.dropout,
-    ).to(device)
-    return device, sampler, norm, model, make_optimizer(cfg, model.parameters())
+class SamplingMethod:
+    """A sampling baseline as a method of :func:`vqgnn_dist.train.loop.fit`: its own
+    sampled batches (a batch without loss nodes is skipped), the weighted cross-entropy
+    of their loss nodes, layer-wise full-neighbourhood inference."""
+
+    def __init__(
+        self, method: str, cfg: TrainConfig, data: Data, sampler_options: dict[str, Any]
+    ) -> None:
+        check_inputs(method, cfg, data)
+        self.name, self.cfg = method, cfg
+        self.device = pick_device()
+        self.sampler, self.norm = build_sampler(method, cfg, data, self.device, **sampler_options)
+        model = SamplingGNN(
+            cfg.model,
+            data.num_features,
+            cfg.hidden,
+            int(data.num_classes),
+            cfg.num_layers,
+            cfg.dropout,
+        )
+        self.model, self.predictor = model.to(self.device), None
+        self.params = list(self.model.parameters())
+        self.opt = make_optimizer(cfg, self.params)
+        self.timer, self.bytes_allreduce = PhaseTimer(self.device), 0
+        self.x, self.y = data.x.to(self.device), data.y.to(self.device)
+        self.nodes: list[int] = []
+        self.messages: list[int] = []
+
+    def train(self) -> None:
+        self.model.train()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.model.state_dict()
+
+    def steps(self, task: Task, epoch: int) -> Iterator[SampledBatch]:
+        """The epoch's batches, sampled as they are used (their sizes are recorded)."""
+        for item in self.sampler.epoch():
+            batch = self.sampler.batch(item)
+            self.nodes.append(batch.nodes.numel())
+            self.messages.append(batch.messages)
+            if batch.loss_index.numel():
+                yield batch
+
+    def forward(self, task: Task, batch: SampledBatch) -> tuple[Tensor, Tensor]:
+        logits = self.model.forward_batch(self.x[batch.nodes], batch)[batch.loss_index]
+        target = self.y[batch.nodes[batch.loss_index]]
+        loss = (batch.loss_weight * F.cross_entropy(logits, target, reduction="none")).sum()
+        return loss, loss
+
+    def after_step(self, batch: SampledBatch) -> None:
+        pass
+
+    def end_epoch(self) -> dict[str, Any]:
+        _sync(self.device)
+        return {}
+
+    def predict(self, view: GraphView, **unused: Any) -> Tensor:
+        return layerwise_inference(self.model, self.x, self.norm, self.cfg.batch_size)
 
 
 def train_sampling(
@@ -230,54 +252,45 @@ def train_sampling(
         fanouts=fanouts, walk_length=walk_length, root_pool=root_pool, presample=presample
     )
     t0 = time.perf_counter()
-    device, sampler, norm, model, opt = _setup(method, cfg, data, options)
+    torch.manual_seed(cfg.seed)
+    sm = SamplingMethod(method, cfg, data, options)
     preprocess_time = time.perf_counter() - t0
-    x, y = data.x.to(device), data.y.to(device)
-    masks = [data[k].to(device) for k in ("train_mask", "val_mask", "test_mask")]
-    history: list[dict[str, Any]] = []
-    train_time, nodes, messages, best_val, best_state = 0.0, [], [], -1.0, None
-    bar = tqdm(range(1, cfg.epochs + 1), desc=method, disable=not progress, leave=False)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        losses = []
-        for item in sampler.epoch():
-            batch = sampler.batch(item)
-            nodes.append(batch.nodes.numel())
-            messages.append(batch.messages)
-            if batch.loss_index.numel():
-                losses.append(_step(model, opt, x, y, batch))
-        _sync(device)
-        dt = time.perf_counter() - t0
-        train_time += dt
-        logits = layerwise_inference(model, x, norm, cfg.batch_size)
-        rec = epoch_record(epoch, sum(losses) / max(len(losses), 1), dt, logits, y, masks)
-        history.append(rec)
+    placement = LocalPlacement(sm.device)
+    view = GraphView.of_graph(data, sm.device)
+    task = NodeTask(view, lambda epoch: [], placement)
+
+    def after_epoch(rec: dict[str, Any]) -> None:
         if on_epoch is not None:
             on_epoch(rec)
-        if rec["val_acc"] > best_val:
-            best_val, best_state = rec["val_acc"], copy.deepcopy(model.state_dict())
         if progress:
-            log_epoch(bar, rec)
-    model.load_state_dict(best_state)
+            log_epoch(rec)
+
+    run = fit(task, sm, placement, cfg.epochs, keep_best=True, on_epoch=after_epoch)
+    sm.model.load_state_dict(run.best_state)
     inference = {}
     for name, infer in (("layerwise", layerwise_inference), ("lhop", lhop_inference)):
-        _sync(device)
+        _sync(sm.device)
         t0 = time.perf_counter()
-        logits = infer(model, x, norm, cfg.batch_size)
-        _sync(device)
-        accs = {f"{s}_acc": accuracy(logits, y, m) for s, m in zip(SPLITS, masks, strict=True)}
-        inference[name] = {"time_s": time.perf_counter() - t0, **accs}
+        logits = infer(sm.model, sm.x, sm.norm, cfg.batch_size)
+        _sync(sm.device)
+        inference[name] = {"time_s": time.perf_counter() - t0, **task.scores(logits, view)}
     return {
-        **summarize(history, train_time),
+        **summarize(run.history, run.train_time_s),
         "inference_time_s": inference["layerwise"]["time_s"],
         "inference_modes": inference,
         "preprocess_time_s": preprocess_time,
-        "mean_batch_nodes": sum(nodes) / len(nodes),
-        "mean_batch_edges": sum(messages) / len(messages),
-        "steps_per_epoch": sampler.steps_per_epoch,
+        "mean_batch_nodes": sum(sm.nodes) / len(sm.nodes),
+        "mean_batch_edges": sum(sm.messages) / len(sm.messages),
+        "steps_per_epoch": sm.sampler.steps_per_epoch,
         "implementation": IMPLEMENTATION,
-        **run_info(cfg, data, str(device), method),
+        **run_info(cfg, data, str(sm.device), method),
     }
+
+
+def sampling_method(method: str, cfg: TrainConfig, data: Data) -> SamplingMethod:
+    """``method``'s sampler, model and optimiser for ``cfg`` (seeded by ``cfg.seed``)."""
+    torch.manual_seed(cfg.seed)
+    return SamplingMethod(method, cfg, data, {})
 
 
 def one_step(method: str, cfg: TrainConfig, data: Data, batch_size: int) -> dict[str, int]:
@@ -286,10 +299,8 @@ def one_step(method: str, cfg: TrainConfig, data: Data, batch_size: int) -> dict
     For the benchmark's memory measurement (it wraps this call in its own
     tracker): returns the batch's node count and messages (see module docstring).
     """
-    cfg = dataclasses.replace(cfg, batch_size=batch_size)
-    device, sampler, _, model, opt = _setup(method, cfg, data, {})
-    x, y = data.x.to(device), data.y.to(device)
-    batch = sampler.batch(sampler.epoch()[0])
-    _step(model, opt, x, y, batch)
-    _sync(device)
+    sm = sampling_method(method, dataclasses.replace(cfg, batch_size=batch_size), data)
+    batch = sm.sampler.batch(sm.sampler.epoch()[0])
+    train_step(sm, None, batch, LocalPlacement(sm.device))
+    _sync(sm.device)
     return {"batch_nodes": batch.nodes.numel(), "batch_messages": batch.messages}

@@ -98,10 +98,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
     """
     from vqgnn_dist.bench.methods import METHODS
     from vqgnn_dist.bench.runner import BenchOptions
-    from vqgnn_dist.cli import _config
+    from vqgnn_dist.cli_flags import config_from_args
 
     override = {} if hasattr(args, "output_dir") else {"output_dir": DEFAULT_OUTPUT_DIR}
-    cfg = _config(args, **override)
+    cfg = config_from_args(args, **override)
     methods = [s.strip() for s in args.methods.split(",") if s.strip()]
     unknown = [s for s in methods if s not in METHODS]
     if unknown or not methods:

@@ -28,16 +28,13 @@ from torch_geometric.data import Data
 from vqgnn_dist.bench.flops import count_flops, count_sparse_entries
 from vqgnn_dist.bench.memory import MB, track_peak
 from vqgnn_dist.config import TrainConfig
-from vqgnn_dist.nn.block import GraphIndex
-from vqgnn_dist.train.loop import (
-    _loss,
-    build_full_graph_model,
-    build_vq_model,
-    make_optimizer,
-    make_sampler,
-    pick_device,
-    train,
-)
+from vqgnn_dist.factory import build_full_graph_model, pick_device
+from vqgnn_dist.run import run
+from vqgnn_dist.tasks.base import GraphView, LocalPlacement, Step
+from vqgnn_dist.tasks.node import NodeTask
+from vqgnn_dist.train.local import build_task, train
+from vqgnn_dist.train.loop import optimize, train_step
+from vqgnn_dist.train.methods import FullGraphMethod, LocalSync, VQMethod
 
 FULL_GRAPH = {"full-gcn": "gcn", "full-sage": "sage", "full-gat": "gat"}
 SAMPLING = ("ns-sage", "cluster-gcn", "saint-rw")
@@ -130,11 +127,9 @@ def train_vq_distributed(cfg: TrainConfig, data: Data) -> dict[str, Any]:
     """VQ-GNN with ``cfg.num_workers`` Ray Train workers on a local Ray of that many CPUs."""
     import ray
 
-    from vqgnn_dist.distributed.trainer import train_distributed
-
     ray.init(num_cpus=cfg.num_workers, include_dashboard=False, log_to_driver=False)
     try:
-        return _record(train_distributed(cfg, data))
+        return _record(run(cfg, data))
     finally:
         ray.shutdown()
 
@@ -164,14 +159,11 @@ def train_method(
 # ------------------------------------------------------------------ one step
 
 
-def _vq_setup(cfg: TrainConfig, data: Data, batch_size: int) -> tuple[Any, ...]:
-    """Graph index, features and one seeded random batch of ``batch_size`` nodes, on device."""
-    device = pick_device()
-    n = data.num_nodes
-    index = GraphIndex.from_edge_index(data.edge_index, n).to(device)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    batch = torch.randperm(n, generator=gen)[: min(batch_size, n)].to(device)
-    return device, index, data.x.to(device), data.y.to(device), data.train_mask.to(device), batch
+def _node_task(data: Data) -> NodeTask:
+    """Node classification on the whole graph on the local device (no sampler: a
+    measured step brings its own batch)."""
+    placement = LocalPlacement(pick_device())
+    return NodeTask(GraphView.of_graph(data, placement.device), lambda epoch: [], placement)
 
 
 def _state_bytes(model: torch.nn.Module) -> int:
@@ -199,33 +191,31 @@ def vq_step(cfg: TrainConfig, data: Data, batch_size: int) -> dict[str, Any]:
     (with its first state), codebook update. The codebook init pass, like the
     graph and its index, happens before and is not counted.
     """
-    device, index, x, y, train_mask, batch = _vq_setup(cfg, data, batch_size)
-    model = build_vq_model(cfg, data, data.num_nodes).to(device)
-    opt = make_optimizer(cfg, model.parameters())
-    model.init_codebooks(x, index, [batch], torch.Generator().manual_seed(cfg.seed))
-    state = _state_bytes(model)
-    with track_peak(device) as peak:
-        block = model.block(index, batch)
-        (logits, blue), messages = count_sparse_entries(lambda: model(x[batch], block))
-        opt.zero_grad()
-        (_loss(logits, y[batch], train_mask[batch]) + blue).backward()
-        opt.step()
-        model.update_codebooks(batch)
+    task = _node_task(data)
+    view, placement = task.view, task.placement
+    gen = torch.Generator().manual_seed(cfg.seed)
+    batch = torch.randperm(data.num_nodes, generator=gen)[: min(batch_size, data.num_nodes)]
+    batch = batch.to(placement.device)
+    method = VQMethod(cfg, task, LocalSync())
+    method.model.init_codebooks(
+        view.x, view.index, [batch], torch.Generator().manual_seed(cfg.seed)
+    )
+    state = _state_bytes(method.model)
+    step = Step(batch)
+    with track_peak(placement.device) as peak:
+        (_, objective), messages = count_sparse_entries(lambda: method.forward(task, step))
+        optimize(method, objective, placement)
+        method.after_step(step)
     return _step_record(peak, state, batch.numel(), messages, batch.numel())
 
 
 def full_graph_step(cfg: TrainConfig, data: Data) -> dict[str, Any]:
     """Peak memory of one full-graph training step: model state plus forward, backward, step."""
-    device = pick_device()
-    x, y, ei = data.x.to(device), data.y.to(device), data.edge_index.to(device)
-    train_mask = data.train_mask.to(device)
-    model = build_full_graph_model(cfg, data.num_features, int(data.num_classes)).to(device)
-    opt = make_optimizer(cfg, model.parameters())
-    state = _state_bytes(model)
-    with track_peak(device) as peak:
-        opt.zero_grad()
-        _loss(model(x, ei), y, train_mask).backward()
-        opt.step()
+    task = _node_task(data)
+    method = FullGraphMethod(cfg, task)
+    state = _state_bytes(method.model)
+    with track_peak(task.placement.device) as peak:
+        train_step(method, task, task.epoch(1, full_graph=True)[0], task.placement)
     return _step_record(peak, state, data.num_nodes, None, data.num_nodes)
 
 
@@ -235,18 +225,15 @@ def sampling_step(method: str, cfg: TrainConfig, data: Data, batch_size: int) ->
     Model state plus the peak of sampling the batch's subgraph and the step.
     The sampler's preprocessing (full-graph CSR, METIS, GraphSAINT's
     pre-sampling) comes before and is not counted, as VQ-GNN's init pass is not.
-    Uses the pieces ``vqgnn_dist.baselines.one_step`` is made of, so that the
-    setup stays outside the measurement.
     """
-    from vqgnn_dist.baselines.train import _setup, _step
+    from vqgnn_dist.baselines.train import sampling_method
 
-    device, sampler, _, model, opt = _setup(method, replace(cfg, batch_size=batch_size), data, {})
-    x, y = data.x.to(device), data.y.to(device)
-    item = sampler.epoch()[0]
-    state = _state_bytes(model)
-    with track_peak(device) as peak:
-        batch = sampler.batch(item)
-        _step(model, opt, x, y, batch)
+    sm = sampling_method(method, replace(cfg, batch_size=batch_size), data)
+    item = sm.sampler.epoch()[0]
+    state = _state_bytes(sm.model)
+    with track_peak(sm.device) as peak:
+        batch = sm.sampler.batch(item)
+        train_step(sm, None, batch, LocalPlacement(sm.device))
     return _step_record(peak, state, batch.nodes.numel(), batch.messages, batch_size)
 
 
@@ -271,33 +258,25 @@ def sampling_step_at_messages(
     return {**best, "probes": [(s["batch_size"], s["batch_messages"]) for s in tried]}
 
 
-def vq_trainer(
-    cfg: TrainConfig, data: Data
-) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], None]]:
-    """A fresh VQ-GNN ready to train: one epoch's batches and the training step.
+def vq_trainer(cfg: TrainConfig, data: Data) -> tuple[list[Step], Callable[[Step], None]]:
+    """A fresh VQ-GNN ready to train: one epoch's steps and the training step.
 
-    Builds the graph index, the model and optimiser, runs the codebook init
-    pass over the batches, and returns them with ``step(batch)``: the step of
-    ``vqgnn_dist.train.loop`` (block, forward, loss plus blue term, backward,
-    optimiser step, codebook update), without its logging and evaluation.
+    Builds the node task, the method (model, optimiser), runs the codebook init
+    pass over the batches, and returns them with ``step(s)``: the loop's
+    :func:`~vqgnn_dist.train.loop.train_step`, without logging and evaluation.
     """
-    device = pick_device()
-    n = data.num_nodes
-    index = GraphIndex.from_edge_index(data.edge_index, n).to(device)
-    x, y, train_mask = data.x.to(device), data.y.to(device), data.train_mask.to(device)
-    model = build_vq_model(cfg, data, n).to(device)
-    opt = make_optimizer(cfg, model.parameters())
-    batches = [b.to(device) for b in make_sampler(cfg, data).epoch(1)]
-    model.init_codebooks(x, index, batches, torch.Generator().manual_seed(cfg.seed))
+    placement = LocalPlacement(pick_device())
+    task, _ = build_task(replace(cfg, task="node"), data, placement)
+    method = VQMethod(cfg, task, LocalSync())
+    steps = task.epoch(1)
+    view = task.view
+    nodes = [s.nodes.to(placement.device) for s in steps]
+    method.model.init_codebooks(view.x, view.index, nodes, torch.Generator().manual_seed(cfg.seed))
 
-    def step(batch: torch.Tensor) -> None:
-        logits, blue = model(x[batch], model.block(index, batch))
-        opt.zero_grad()
-        (_loss(logits, y[batch], train_mask[batch]) + blue).backward()
-        opt.step()
-        model.update_codebooks(batch)
+    def step(s: Step) -> None:
+        train_step(method, task, s, placement)
 
-    return batches, step
+    return steps, step
 
 
 def vq_epoch_flops(cfg: TrainConfig, data: Data, max_batches: int = 20) -> dict[str, Any]:
@@ -312,7 +291,7 @@ def vq_epoch_flops(cfg: TrainConfig, data: Data, max_batches: int = 20) -> dict[
     flops, nodes = 0, 0
     for batch in batches[:max_batches]:
         flops += count_flops(lambda batch=batch: step(batch))[1]
-        nodes += batch.numel()
+        nodes += batch.nodes.numel()
     return {
         "flops_per_epoch": flops * data.num_nodes / nodes,
         "batches_counted": min(max_batches, len(batches)),

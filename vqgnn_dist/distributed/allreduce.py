@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from vqgnn_dist.distributed.server import FP16_MAX, per_count
+from vqgnn_dist.distributed.wire import FP16_MAX, per_count
 from vqgnn_dist.vq.codebook import CodebookStats, merge_candidates
 
 ADDITIVE = ("count", "total", "moment_n", "moment_sum", "moment_sumsq", "sq_err", "sq_norm")
@@ -107,18 +107,3 @@ def _gather_flat(tensors: list[Tensor], dtype: torch.dtype) -> tuple[list[list[T
             offset += t.numel()
         out.append(rank)
     return out, 2 * (world - 1) * flat.numel() * flat.element_size()
-
-
-def all_sum(values: list[float], device: torch.device) -> list[float]:
-    """The sums of ``values`` over all workers (float64, one all-reduce)."""
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-def gather_float(value: float, device: torch.device) -> list[float]:
-    """``value`` of every worker, by rank."""
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    out = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
-    dist.all_gather(out, t)
-    return [float(o) for o in out]

@@ -3,20 +3,27 @@
 Local ids ``0..n_p-1`` are the owned nodes (in the shard's ascending global
 order), ``n_p..n_p+h-1`` the halo: out-of-shard neighbours. A worker never
 holds halo features; it needs only their codeword assignments, which their
-owners publish (small integers, exchanged through the codebook server). An
-owner publishes only its border nodes, the ones some other shard has in its
-halo.
+owners publish (small integers, exchanged through a :class:`HaloDirectory`
+actor). An owner publishes only its border nodes, the ones some other shard
+has in its halo. Assignments travel as the smallest integer type that holds
+k - 1 (one byte up to k = 256). Global-attention models also share every
+layer's tuple histogram of the owned nodes (:func:`exchange_context`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import ray
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from vqgnn_dist.data.partition import Shard
 from vqgnn_dist.nn.block import GraphIndex
+from vqgnn_dist.nn.model import VQGNN
+from vqgnn_dist.nn.transformer import TupleCounts, merge_tuple_counts, tuple_counts
 
 
 @dataclass
@@ -55,3 +62,79 @@ def local_graph(shard: Shard) -> LocalGraph:
     rows = torch.repeat_interleave(torch.arange(n_p), shard.indptr.diff())
     border = torch.unique(rows[col >= n_p])
     return LocalGraph(index, n_p, torch.cat([owned, halo]), border)
+
+
+@ray.remote(num_cpus=0)
+class HaloDirectory:
+    """Where owners publish their border nodes' assignments and workers fetch their halo's."""
+
+    def __init__(self) -> None:
+        self._assignments: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
+
+    async def put_assignments(
+        self, part: int, node_ids: np.ndarray, tables: list[np.ndarray]
+    ) -> None:
+        """Publish the assignments of the nodes a worker owns (global ids ascending)."""
+        self._assignments[part] = (node_ids, tables)
+
+    async def get_assignments(self, node_ids: np.ndarray, owners: np.ndarray) -> list[np.ndarray]:
+        """Assignments of the given nodes (each with its owner part), one table per layer."""
+        out = None
+        for part in np.unique(owners):
+            ids, tables = self._assignments[int(part)]
+            where = owners == part
+            pos = np.searchsorted(ids, node_ids[where])
+            if out is None:
+                out = [np.empty((node_ids.size, t.shape[1]), dtype=t.dtype) for t in tables]
+            for o, t in zip(out, tables, strict=True):
+                o[where] = t[pos]
+        return out or []
+
+
+def index_wire(model: VQGNN) -> torch.dtype:
+    """The smallest integer type that holds a codeword index (one byte up to k = 256)."""
+    return torch.uint8 if model.codebooks[0].codebook_size <= 256 else model.assignment(0).dtype
+
+
+def exchange_context(model: VQGNN, num_owned: int) -> int:
+    """Global attention: share every layer's tuple histogram of the owned nodes; each
+    worker keeps the sum of the others' as ``model.remote_context``. Returns bytes moved."""
+    wire = index_wire(model)
+    mine = [
+        tuple_counts(model.assignment(i)[:num_owned]).to("cpu", wire)
+        for i in range(model.num_layers)
+    ]
+    everyone: list[list[TupleCounts] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    rank = dist.get_rank()
+    others = [h for r, h in enumerate(everyone) if r != rank]
+    device = model.assignment(0).device
+    model.remote_context = [
+        merge_tuple_counts([h[i] for h in others]).to(device) if others else None
+        for i in range(model.num_layers)
+    ]
+    return sum(t.nbytes for h in everyone for t in h)
+
+
+def exchange_halo(model: VQGNN, shard: Shard, lg: LocalGraph, directory, rank: int) -> int:
+    """Publish the border nodes' assignments, then fetch the halo's; returns bytes moved."""
+    wire = index_wire(model)
+    border = lg.border.to(model.assignment(0).device)
+    owned = [model.assignment(i)[border].to(wire).cpu().numpy() for i in range(model.num_layers)]
+    ids = shard.node_ids[lg.border].numpy()
+    ray.get(directory.put_assignments.remote(rank, ids, owned))
+    dist.barrier()
+    moved = sum(t.nbytes for t in owned)
+    if shard.halo_ids.numel():
+        tables = ray.get(
+            directory.get_assignments.remote(shard.halo_ids.numpy(), shard.halo_owner.numpy())
+        )
+        for i, t in enumerate(tables):
+            table = model.assignment(i)
+            # Ray hands out read-only views of its object store: copy into the table.
+            table[lg.num_owned :] = torch.tensor(t, dtype=table.dtype, device=table.device)
+            moved += t.nbytes
+    dist.barrier()
+    if model.global_attention:
+        moved += exchange_context(model, lg.num_owned)
+    return moved

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 
-from vqgnn_dist.distributed.tasks import worker_sampler
+from vqgnn_dist.factory import worker_sampler
 from vqgnn_dist.nn.block import GraphIndex, gather_rows
 
 FANOUTS = (15, 10, 5)

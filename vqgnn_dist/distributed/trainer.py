@@ -25,7 +25,6 @@ import numpy as np
 import ray
 import torch
 from ray.train import (
-    Checkpoint,
     CheckpointConfig,
     FailureConfig,
     LoggingConfig,
@@ -36,15 +35,19 @@ from ray.train import (
 from ray.train.torch import TorchConfig, TorchTrainer
 from torch_geometric.data import Data
 
-from vqgnn_dist.config import ConfigError, TrainConfig
+from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.data.partition import assign_parts, partition_graph, read_manifest
 from vqgnn_dist.data.splits import link_split, symmetric_edge_index, training_subgraph
+from vqgnn_dist.distributed.checkpoint import latest_checkpoint
+from vqgnn_dist.distributed.halo import HaloDirectory
 from vqgnn_dist.distributed.server import CodebookServer
-from vqgnn_dist.distributed.tasks import build_model
 from vqgnn_dist.distributed.traffic import halo_feature_bytes, part_membership
-from vqgnn_dist.distributed.worker import CHECKPOINT_FILE, train_worker
-from vqgnn_dist.train.inductive import check_inductive_task, check_node_task, is_multilabel
-from vqgnn_dist.train.link import check_link_task
+from vqgnn_dist.distributed.worker import train_worker
+from vqgnn_dist.factory import build_vq_model
+from vqgnn_dist.tasks.inductive import check_inductive_task
+from vqgnn_dist.tasks.link import check_link_task
+from vqgnn_dist.tasks.node import check_node_task
+from vqgnn_dist.train.loop import best_epoch
 from vqgnn_dist.train.metrics import run_info
 
 NAMESPACE = "vqgnn-dist"
@@ -69,7 +72,7 @@ def codebook_specs(cfg: TrainConfig, data: Data) -> tuple[list[dict[str, Any]], 
     """The constructor arguments of every layer's codebook, as the workers build them, and
     the layers whose codebooks train (the ones statistics are pushed for)."""
     out_dim = cfg.hidden if cfg.task == "link" else int(data.num_classes)
-    probe = build_model(cfg, data.num_features, out_dim, 1)
+    probe = build_vq_model(cfg, data.num_features, out_dim, 1)
     specs = [
         {
             "num_features": cb.num_features,
@@ -142,35 +145,6 @@ def prepare_task(cfg: TrainConfig, data: Data, out: Path) -> tuple[Data, dict[st
     return train_graph, manifest, {"link_split": ray.put(pairs)}
 
 
-def latest_checkpoint(out: Path, num_workers: int) -> Checkpoint:
-    """The newest complete checkpoint of earlier runs in ``out/ray``, checked before use.
-
-    Raises :class:`ConfigError` (one line) when there is none, or when it is not
-    a vqgnn-dist checkpoint of ``num_workers`` workers.
-    """
-    found = sorted(
-        (p for p in (out / "ray").glob("*/checkpoint_*") if p.is_dir()), key=lambda p: p.name
-    )
-    if not found:
-        raise ConfigError(
-            f"--resume: no checkpoint under {out / 'ray'}; run without --resume first"
-        )
-    path = found[-1]
-    for rank in range(num_workers):
-        file = path / CHECKPOINT_FILE.format(rank=rank)
-        try:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-            ok = isinstance(state, dict) and {"model", "optimizer", "epoch", "step"} <= set(state)
-        except Exception:  # noqa: BLE001 - any unreadable file is refused the same way
-            ok = False
-        if not ok:
-            raise ConfigError(
-                f"{file}: not a vqgnn-dist checkpoint of {num_workers} workers (missing, corrupt "
-                "or foreign); resume from another --output-dir or start afresh without --resume"
-            )
-    return Checkpoint.from_directory(str(path))
-
-
 def train_distributed(
     cfg: TrainConfig, data: Data, callbacks: Sequence[UserCallback] = ()
 ) -> dict[str, Any]:
@@ -188,24 +162,42 @@ def train_distributed(
         ray.init(namespace=NAMESPACE, log_to_driver=True)
     graph, manifest, task_config = prepare_task(cfg, data, out)
     run_id = uuid.uuid4().hex[:8]
-    server_name = f"codebook-server-{run_id}"
+    server_name, halo_name = f"codebook-server-{run_id}", f"halo-directory-{run_id}"
     # A server that dies is restarted (max_restarts); the push in flight fails, the
     # workers restart from their last checkpoint and reload the server's state from it.
     server = CodebookServer.options(
         name=server_name, namespace=NAMESPACE, max_restarts=-1, max_task_retries=0
     ).remote(*codebook_specs(cfg, data), cfg.num_workers, cfg.codebook_wire)
+    directory = HaloDirectory.options(
+        name=halo_name, namespace=NAMESPACE, max_restarts=-1, max_task_retries=0
+    ).remote()
+    settings = {
+        "train": cfg.to_dict(),
+        "shard_dir": str(out / "shards"),
+        "server_name": server_name,
+        "halo_name": halo_name,
+        "namespace": NAMESPACE,
+        "run_dir": str(out),
+        "resume_from": resume.path if resume is not None else None,
+        **task_config,
+    }
+    t0 = time.perf_counter()
+    try:
+        result = _trainer(cfg, settings, out, run_id, callbacks).fit()
+    finally:
+        ray.kill(server)
+        ray.kill(directory)
+    return _metrics(cfg, data, graph, manifest, out, result, time.perf_counter() - t0)
+
+
+def _trainer(
+    cfg: TrainConfig, settings: dict, out: Path, run_id: str, callbacks: Sequence[UserCallback]
+) -> TorchTrainer:
+    """The TorchTrainer of the workers: gloo on CPUs, nccl on GPUs, a checkpoint per epoch."""
     use_gpu = torch.cuda.is_available()
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_worker,
-        train_loop_config={
-            "train": cfg.to_dict(),
-            "shard_dir": str(out / "shards"),
-            "server_name": server_name,
-            "namespace": NAMESPACE,
-            "run_dir": str(out),
-            "resume_from": resume.path if resume is not None else None,
-            **task_config,
-        },
+        train_loop_config=settings,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu),
         run_config=RunConfig(
@@ -218,14 +210,13 @@ def train_distributed(
             callbacks=[EpochPrinter(), *callbacks],
         ),
     )
-    t0 = time.perf_counter()
-    try:
-        result = trainer.fit()
-    finally:
-        ray.kill(server)
-    wall = time.perf_counter() - t0
+
+
+def _metrics(cfg, data, graph, manifest, out: Path, result, wall: float) -> dict[str, Any]:
+    """The run's metrics from the last report's history, with the bytes of the
+    halo-feature alternatives measured on the same shards."""
     history = result.metrics["history"]
-    best = max(history, key=lambda h: (h["val_acc"], -h["epoch"]))
+    best = best_epoch(history)
     alternatives = halo_feature_bytes(
         graph,
         part_membership(out / "shards", manifest),
@@ -234,15 +225,15 @@ def train_distributed(
         cfg.batch_size,
         cfg.seed,
     )
+    info = {"task": cfg.task, "metric": "accuracy"}
     if cfg.task == "link":
         k = cfg.hits_k
-        metric = {"metric": f"hits@{k}", "test_mrr": best["test_mrr"], "val_mrr": best["val_mrr"]}
-        metric["link_edges_within_shards"] = best["link_edges_within_shards"]
-    else:
-        metric = {"metric": "micro_f1" if is_multilabel(data) else "accuracy"}
+        info.update(metric=f"hits@{k}", test_mrr=best["test_mrr"], val_mrr=best["val_mrr"])
+        info["link_edges_within_shards"] = best["link_edges_within_shards"]
+    elif data.y.dim() == 2:
+        info["metric"] = "micro_f1"
     return {
-        "task": cfg.task,
-        **metric,
+        **info,
         "test_acc": best["test_acc"],
         "val_acc": best["val_acc"],
         "best_epoch": best["epoch"],
@@ -261,5 +252,5 @@ def train_distributed(
         },
         "codebook_consistent": all(h["codebook_consistent"] for h in history),
         "checkpoint": result.checkpoint.path if result.checkpoint else None,
-        **run_info(cfg, data, "cuda" if use_gpu else "cpu"),
+        **run_info(cfg, data, "cuda" if torch.cuda.is_available() else "cpu"),
     }

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch_geometric.nn as pyg
 from torch import Tensor, nn
 from torch_geometric.utils import softmax
 
 from vqgnn_dist.nn.block import Block, Rows, sorted_spmm, spmm
 from vqgnn_dist.nn.dropout import dropout
+from vqgnn_dist.nn.registry import ConvSpec, LayerShape, register
 
 
 class ApproxConv(nn.Module):
@@ -195,3 +197,36 @@ class GATConv(ApproxConv):
         out = torch.einsum("nhi,hoi->nho", m, w)
         out = out.reshape(-1, self.heads * self.out_channels) if self.concat else out.mean(1)
         return out + self.bias
+
+
+# ------------------------------------------------------------------ registry
+# One entry per --model: the VQ-GNN layer, its exact PyG twin, and its needs.
+
+
+def _gat(s: LayerShape) -> GATConv:
+    heads = 1 if s.last else s.heads
+    return GATConv(s.in_dim, s.out_dim // heads, heads, concat=not s.last, dropout=s.dropout)
+
+
+def _pyg_gat(s: LayerShape) -> pyg.GATConv:
+    heads = 1 if s.last else s.heads
+    return pyg.GATConv(
+        s.in_dim, s.out_dim // heads, heads=heads, concat=not s.last, dropout=s.dropout
+    )
+
+
+register(
+    ConvSpec(
+        "gcn",
+        build=lambda s: GCNConv(s.in_dim, s.out_dim),
+        full_graph=lambda s: pyg.GCNConv(s.in_dim, s.out_dim),
+    )
+)
+register(
+    ConvSpec(
+        "sage",
+        build=lambda s: SAGEConv(s.in_dim, s.out_dim),
+        full_graph=lambda s: pyg.SAGEConv(s.in_dim, s.out_dim, aggr="mean"),
+    )
+)
+register(ConvSpec("gat", build=_gat, full_graph=_pyg_gat, receiver_rows=True, heads=True))

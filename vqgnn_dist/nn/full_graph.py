@@ -1,16 +1,17 @@
-"""The full-graph baseline: PyG's own GCNConv / SAGEConv / GATConv, trained on the whole graph."""
+"""The full-graph baseline: the PyG twins of the registered convs, trained on the whole graph."""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 
 from vqgnn_dist.nn.dropout import dropout
+from vqgnn_dist.nn.registry import LayerShape, conv_spec
 
 
 class FullGraphGNN(nn.Module):
-    """The same architecture as :class:`vqgnn_dist.nn.model.VQGNN`, built from PyG layers."""
+    """The same architecture as :class:`vqgnn_dist.nn.model.VQGNN`, built from PyG layers
+    (each registry entry's ``full_graph`` twin)."""
 
     def __init__(
         self,
@@ -23,23 +24,15 @@ class FullGraphGNN(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
+        spec = conv_spec(conv)
+        if spec.full_graph is None:
+            raise ValueError(f"--model {conv} has no full-graph baseline")
         self.dropout = dropout
         dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
-        layers: list[nn.Module] = []
-        for i in range(num_layers):
-            last = i == num_layers - 1
-            if conv == "gcn":
-                layers.append(GCNConv(dims[i], dims[i + 1]))
-            elif conv == "sage":
-                layers.append(SAGEConv(dims[i], dims[i + 1], aggr="mean"))
-            elif conv == "gat":
-                h = 1 if last else heads
-                layers.append(
-                    GATConv(dims[i], dims[i + 1] // h, heads=h, concat=not last, dropout=dropout)
-                )
-            else:
-                raise ValueError(f"unknown model {conv!r}")
-        self.convs = nn.ModuleList(layers)
+        self.convs = nn.ModuleList(
+            spec.full_graph(LayerShape(dims[i], dims[i + 1], i == num_layers - 1, heads, dropout))
+            for i in range(num_layers)
+        )
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         for i, conv in enumerate(self.convs):

@@ -1,12 +1,10 @@
 """The VQ-GNN model: L approximate convolutions, one product codebook and one assignment table each.
 
-A training step is::
-
-    logits, blue = model(x[batch], block)            # Eq. 6 forward
-    loss = criterion(logits[train], y) + blue        # blue carries Eq. 7
-    loss.backward(); optimizer.step()
-    model.update_codebooks(block.batch)               # stats, EMA step, assignments
-                                                      # (distributed/ aggregates the stats)
+A training step (:func:`vqgnn_dist.train.loop.train_step`) runs the forward of
+Eq. 6, ``logits, blue = model(x[batch], block)``, adds ``blue`` (which carries
+the blue messages of Eq. 7) to the task's loss, differentiates and steps the
+optimiser, then updates the codebooks: ``model.update_codebooks(batch)`` in one
+process, or a codebook sync that aggregates the statistics of all workers.
 """
 
 from __future__ import annotations
@@ -16,54 +14,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vqgnn_dist.nn.block import Block, ExactRows, GraphIndex, build_block
-from vqgnn_dist.nn.convs import ApproxConv, GATConv, GCNConv, SAGEConv
+from vqgnn_dist.nn.convs import ApproxConv
 from vqgnn_dist.nn.dropout import dropout
+from vqgnn_dist.nn.registry import LayerShape, conv_spec
 from vqgnn_dist.nn.transformer import GlobalAttentionConv, TupleCounts
 from vqgnn_dist.timing import PhaseTimer
 from vqgnn_dist.vq.codebook import CodebookStats, CodewordRows, ProductCodebook
-
-CONVS = (
-    "gcn",
-    "sage",
-    "gat",
-    "transformer",
-    "transformer-sage",
-    "transformer-global",
-    "transformer-global-diag",
-)
-# Global attention (nn/transformer.py) plus the local message it adds, by model name.
-TRANSFORMER_LOCAL = {
-    "transformer": "gcn",
-    "transformer-sage": "sage",
-    "transformer-global": "none",
-    "transformer-global-diag": "none",
-}
-# Query/key projection of the global attention, by model name (default: separate W_q, W_k).
-# diagonal: q = k = X diag(w), a similarity with a learned weight per feature.
-TRANSFORMER_QK = {"transformer-global-diag": "diagonal"}
 
 
 def make_convs(
     conv: str, in_dim: int, hidden: int, out_dim: int, num_layers: int, heads: int, dropout: float
 ) -> list[ApproxConv]:
-    """The convolution stack; for GAT ``hidden`` is the concatenated width of all heads."""
-    if conv not in CONVS:
-        raise ValueError(f"unknown model {conv!r}; choose one of {', '.join(CONVS)}")
+    """The convolution stack of registry entry ``conv``; for GAT ``hidden`` is the
+    concatenated width of all heads."""
+    spec = conv_spec(conv)
     dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
-    layers: list[ApproxConv] = []
-    for i in range(num_layers):
-        last = i == num_layers - 1
-        if conv == "gcn":
-            layers.append(GCNConv(dims[i], dims[i + 1]))
-        elif conv == "sage":
-            layers.append(SAGEConv(dims[i], dims[i + 1]))
-        elif conv in TRANSFORMER_LOCAL:
-            qk = TRANSFORMER_QK.get(conv, "separate")
-            layers.append(GlobalAttentionConv(dims[i], dims[i + 1], TRANSFORMER_LOCAL[conv], qk=qk))
-        else:
-            h = 1 if last else heads
-            layers.append(GATConv(dims[i], dims[i + 1] // h, h, concat=not last, dropout=dropout))
-    return layers
+    return [
+        spec.build(LayerShape(dims[i], dims[i + 1], i == num_layers - 1, heads, dropout))
+        for i in range(num_layers)
+    ]
 
 
 # A frozen input codebook is fitted by k-means on the feature rows of the first batches,
@@ -177,7 +146,7 @@ class VQGNN(nn.Module):
     @property
     def receiver_rows(self) -> bool:
         """Whether blocks must carry the receivers' full rows (learnable convolutions)."""
-        return self.conv_name == "gat"
+        return conv_spec(self.conv_name).receiver_rows
 
     @property
     def layer_inputs(self) -> list[Tensor]:

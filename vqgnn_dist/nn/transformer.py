@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from vqgnn_dist.nn.block import Block, Rows
 from vqgnn_dist.nn.convs import ApproxConv, GCNConv, SAGEConv
+from vqgnn_dist.nn.registry import ConvSpec, register
 from vqgnn_dist.vq.codebook import CodewordRows, ProductCodebook
 
 LOCALS = ("gcn", "sage", "none")
@@ -296,6 +297,26 @@ def exact_global_attention(conv: GlobalAttentionConv, x: Tensor, edge_index: Ten
         w = 1.0 / deg.clamp_min(1)[d]
     adj = torch.sparse_coo_tensor(torch.stack([d, s]), w, (n, n), check_invariants=False)
     return out + conv.local.transform(torch.sparse.mm(adj, x), x)
+
+
+# ------------------------------------------------------------------ registry
+# Global attention plus the local message it adds (none: attention alone); the
+# -diag variant projects queries and keys as q = k = X diag(w). No full-graph twin:
+# one VQ-GNN batch of every node is the exact full attention.
+for _name, _local, _qk in (
+    ("transformer", "gcn", "separate"),
+    ("transformer-sage", "sage", "separate"),
+    ("transformer-global", "none", "separate"),
+    ("transformer-global-diag", "none", "diagonal"),
+):
+    register(
+        ConvSpec(
+            _name,
+            build=lambda s, local=_local, qk=_qk: GlobalAttentionConv(
+                s.in_dim, s.out_dim, local, qk=qk
+            ),
+        )
+    )
 
 
 __all__ = [

@@ -1,4 +1,7 @@
-"""Metrics of a run and the atomic writing of ``metrics.json``."""
+"""What every run's ``metrics.json`` names (run info, peak memory) and its atomic writing.
+
+The task metrics and losses live in :mod:`vqgnn_dist.tasks.metrics`.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +12,6 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
-
-from torch import Tensor
-
-
-def accuracy(logits: Tensor, y: Tensor, mask: Tensor) -> float:
-    """Share of the masked nodes whose arg-max class equals the label."""
-    if int(mask.sum()) == 0:
-        return float("nan")
-    return float((logits[mask].argmax(-1) == y[mask]).float().mean())
 
 
 def peak_rss_mb() -> float:

@@ -1,4 +1,4 @@
-"""The reported experiments of issue 6: ``python -m vqgnn_dist.train.experiments NAME ...``.
+"""The reported experiments of issue 6: ``python experiments/issue6.py NAME ...``.
 
 * ``link ROOT``: Cora link prediction (random 85/5/10 edge split per seed),
   VQ-GNN vs full-graph for GCN and SAGE, Hits@20 and MRR;
@@ -23,28 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from vqgnn_dist.config import TrainConfig
-from vqgnn_dist.train.loop import train
-
-# `--num-workers P`: VQ-GNN runs train on P Ray workers (full-graph runs stay in one process).
-DISTRIBUTED = {"num_workers": 0}
+from vqgnn_dist.run import run
 
 
-def _run(out: Path, name: str, data, **cfg: Any) -> dict[str, Any]:
-    """Train one configuration, append its metrics to ``out`` and print a one-line summary."""
-    workers = DISTRIBUTED["num_workers"] if cfg.get("method", "vq") == "vq" else 0
+def _run(out: Path, workers: int, name: str, data, **cfg: Any) -> dict[str, Any]:
+    """Train one configuration, append its metrics to ``out`` and print a one-line summary.
+
+    With ``workers`` P > 0 the VQ-GNN runs train on P Ray workers (full-graph runs stay
+    in one process)."""
+    workers = workers if cfg.get("method", "vq") == "vq" else 0
     if workers:
         # Own folder per run: the shards of one run's graph are never reused for another.
         folder = f"{name}-seed{cfg.get('seed', 0)}".replace(" ", "-")
         cfg.update(num_workers=workers, output_dir=str(out.parent / "dist" / folder))
         name = f"{name} {workers}w"
     cfg.setdefault("output_dir", str(out.parent / "model"))
-    config = TrainConfig(**cfg).validate()
-    if workers:
-        from vqgnn_dist.distributed.trainer import train_distributed
-
-        result = train_distributed(config, data)
-    else:
-        result = train(config, data, progress=False)
+    result = run(TrainConfig(**cfg).validate(), data, progress=False)
     keep = {k: v for k, v in result.items() if k not in ("history", "config")}
     keep.update(run=name, cfg=cfg)
     with out.open("a") as fh:
@@ -63,17 +57,19 @@ def _summary(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["run"], []).append(r)
-    for run, rs in groups.items():
+    for label, rs in groups.items():
         parts = []
         for k in keys:
             vals = [r[k] for r in rs if k in r]
             if vals:
                 sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
                 parts.append(f"{k} {statistics.mean(vals):.4f} ± {sd:.4f}")
-        print(f"{run:<28} n={len(rs)}  " + "  ".join(parts), flush=True)
+        print(f"{label:<28} n={len(rs)}  " + "  ".join(parts), flush=True)
 
 
-def link(root: str, out: Path, seeds: list[int], epochs: int, k: int, dropout: float = 0.5) -> None:
+def link(
+    root: str, out: Path, seeds: list[int], epochs: int, k: int, dropout: float, workers: int
+) -> None:
     """Cora link prediction, VQ-GNN vs full-graph, GCN and SAGE, Hits@20 and MRR.
 
     Both methods take the same steps (one pass over the training edges per
@@ -102,6 +98,7 @@ def link(root: str, out: Path, seeds: list[int], epochs: int, k: int, dropout: f
                 rows.append(
                     _run(
                         out,
+                        workers,
                         f"cora-link {model} {method}",
                         data,
                         task="link",
@@ -121,7 +118,7 @@ def link(root: str, out: Path, seeds: list[int], epochs: int, k: int, dropout: f
     _summary(rows, ("test_acc", "test_mrr"))
 
 
-def inductive(root: str, out: Path, seeds: list[int], epochs: int, k: int) -> None:
+def inductive(root: str, out: Path, seeds: list[int], epochs: int, k: int, workers: int) -> None:
     from vqgnn_dist.data import load_graph
     from vqgnn_dist.data.task_synthetic import multi_csbm
 
@@ -133,6 +130,7 @@ def inductive(root: str, out: Path, seeds: list[int], epochs: int, k: int) -> No
                 rows.append(
                     _run(
                         out,
+                        workers,
                         f"multi-csbm {model} {method}",
                         multi,
                         task="inductive",
@@ -152,6 +150,7 @@ def inductive(root: str, out: Path, seeds: list[int], epochs: int, k: int) -> No
                 rows.append(
                     _run(
                         out,
+                        workers,
                         f"cora-inductive {model} {method}",
                         cora,
                         task="inductive",
@@ -166,7 +165,7 @@ def inductive(root: str, out: Path, seeds: list[int], epochs: int, k: int) -> No
     _summary(rows, ("test_acc",))
 
 
-def far(out: Path, seeds: list[int], epochs: int, k: int) -> None:
+def far(out: Path, seeds: list[int], epochs: int, k: int, workers: int) -> None:
     """The far-label ring (``task_synthetic.far_label_graph``): global attention vs 2-layer GCN.
 
     Chance is 0.25. Every model sees the same graph per seed; VQ runs use
@@ -206,15 +205,21 @@ def far(out: Path, seeds: list[int], epochs: int, k: int) -> None:
         common = dict(epochs=epochs, seed=seed, hidden=32, dropout=0.0, weight_decay=0.0, lr=0.03)
         vq = dict(method="vq", codebook_size=k, batch_size=400, **common)
         rows.append(
-            _run(out, "far gcn full-graph", data, model="gcn", method="full-graph", **common)
+            _run(
+                out, workers, "far gcn full-graph", data, model="gcn", method="full-graph", **common
+            )
         )
-        rows.append(_run(out, "far gcn vq", data, model="gcn", **vq))
+        rows.append(_run(out, workers, "far gcn vq", data, model="gcn", **vq))
         for model in ("transformer-global", "transformer-global-diag"):
-            rows.append(_run(out, f"far {model} vq", data, model=model, num_layers=1, **vq))
+            rows.append(
+                _run(out, workers, f"far {model} vq", data, model=model, num_layers=1, **vq)
+            )
     _summary(rows, ("test_acc", "test_acc_exact_inference"))
 
 
-def transformer_cora(root: str, out: Path, seeds: list[int], epochs: int, k: int) -> None:
+def transformer_cora(
+    root: str, out: Path, seeds: list[int], epochs: int, k: int, workers: int
+) -> None:
     from vqgnn_dist.data import load_graph
 
     data = load_graph("cora", root)
@@ -222,11 +227,27 @@ def transformer_cora(root: str, out: Path, seeds: list[int], epochs: int, k: int
     for seed in seeds:
         common = dict(epochs=epochs, seed=seed, codebook_size=k, batch_size=1354)
         rows.append(
-            _run(out, "cora gcn full-graph", data, model="gcn", method="full-graph", **common)
+            _run(
+                out,
+                workers,
+                "cora gcn full-graph",
+                data,
+                model="gcn",
+                method="full-graph",
+                **common,
+            )
         )
-        rows.append(_run(out, "cora gcn vq", data, model="gcn", method="vq", **common))
+        rows.append(_run(out, workers, "cora gcn vq", data, model="gcn", method="vq", **common))
         rows.append(
-            _run(out, "cora transformer vq", data, model="transformer", method="vq", **common)
+            _run(
+                out,
+                workers,
+                "cora transformer vq",
+                data,
+                model="transformer",
+                method="vq",
+                **common,
+            )
         )
     _summary(rows, ("test_acc",))
 
@@ -242,19 +263,18 @@ def main() -> None:
     p.add_argument("--out", default="runs/issue6")
     p.add_argument("--num-workers", type=int, default=0, help="VQ-GNN runs on P Ray workers")
     a = p.parse_args()
-    DISTRIBUTED["num_workers"] = a.num_workers
     seeds = [int(s) for s in a.seeds.split(",")]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{a.name}.jsonl"
     if a.name == "link":
-        link(a.root, path, seeds, a.epochs, a.codebook_size, a.dropout)
+        link(a.root, path, seeds, a.epochs, a.codebook_size, a.dropout, a.num_workers)
     elif a.name == "inductive":
-        inductive(a.root, path, seeds, a.epochs, a.codebook_size)
+        inductive(a.root, path, seeds, a.epochs, a.codebook_size, a.num_workers)
     elif a.name == "far":
-        far(path, seeds, a.epochs, a.codebook_size)
+        far(path, seeds, a.epochs, a.codebook_size, a.num_workers)
     else:
-        transformer_cora(a.root, path, seeds, a.epochs, a.codebook_size)
+        transformer_cora(a.root, path, seeds, a.epochs, a.codebook_size, a.num_workers)
 
 
 if __name__ == "__main__":

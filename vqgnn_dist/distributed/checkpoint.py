@@ -1,0 +1,97 @@
+"""Checkpoints of a distributed run: one file per worker in each Ray Train checkpoint.
+
+A worker's file holds its weights, predictor, optimiser, codebooks, assignments,
+the epochs done, the global step and the history; files are written to a
+temporary name and renamed. A run resumes from its own latest checkpoint after
+a failure, or (``--resume``) from the newest checkpoint of an earlier run,
+checked first (:func:`latest_checkpoint`). ``--init-checkpoint`` starts from a
+single-process ``model.pt`` instead (:func:`load_single_process_state`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import torch
+
+from vqgnn_dist.config import ConfigError
+from vqgnn_dist.distributed.halo import LocalGraph
+from vqgnn_dist.nn.model import VQGNN
+
+CHECKPOINT_FILE = "worker-{rank}.pt"
+
+
+def save_checkpoint(method: Any, epoch: int, step: int, rank: int, history) -> ray.train.Checkpoint:
+    """Worker ``rank``'s state after ``epoch`` (global ``step``) as a Ray Train checkpoint."""
+    folder = tempfile.mkdtemp(prefix="vqgnn-ckpt-")
+    predictor = method.predictor
+    state = {
+        "model": method.model.state_dict(),
+        "predictor": predictor.state_dict() if predictor is not None else {},
+        "optimizer": method.opt.state_dict(),
+        "epoch": epoch,
+        "step": step,
+        "history": history,
+    }
+    tmp = Path(folder) / f".{CHECKPOINT_FILE.format(rank=rank)}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, Path(folder) / CHECKPOINT_FILE.format(rank=rank))
+    return ray.train.Checkpoint.from_directory(folder)
+
+
+def load_checkpoint(method: Any, checkpoint: ray.train.Checkpoint, rank: int):
+    """Restore a worker's checkpoint; returns (epochs done, global step, history)."""
+    with checkpoint.as_directory() as folder:
+        path = Path(folder) / CHECKPOINT_FILE.format(rank=rank)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    method.model.load_state_dict(state["model"])
+    if method.predictor is not None:
+        method.predictor.load_state_dict(state["predictor"])
+    method.opt.load_state_dict(state["optimizer"])
+    return int(state["epoch"]), int(state["step"]), list(state["history"])
+
+
+def load_single_process_state(model: VQGNN, path: str, lg: LocalGraph) -> None:
+    """Start from a single-process ``model.pt``: weights, codebooks, and the rows of the
+    global assignment tables that belong to this worker's owned and halo nodes."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    tables = {k: state.pop(k) for k in list(state) if k.startswith("assignment")}
+    missing = model.load_state_dict(state, strict=False).missing_keys
+    if set(missing) != set(tables) or len(tables) != model.num_layers:
+        raise ValueError(f"{path}: not a vqgnn-dist model of this architecture; retrain or drop it")
+    for i in range(model.num_layers):
+        table = model.assignment(i)
+        table.copy_(tables[f"assignment{i}"][lg.global_ids].to(table.device, table.dtype))
+
+
+def latest_checkpoint(out: Path, num_workers: int) -> ray.train.Checkpoint:
+    """The newest complete checkpoint of earlier runs in ``out/ray``, checked before use.
+
+    Raises :class:`ConfigError` (one line) when there is none, or when it is not
+    a vqgnn-dist checkpoint of ``num_workers`` workers.
+    """
+    found = sorted(
+        (p for p in (out / "ray").glob("*/checkpoint_*") if p.is_dir()), key=lambda p: p.name
+    )
+    if not found:
+        raise ConfigError(
+            f"--resume: no checkpoint under {out / 'ray'}; run without --resume first"
+        )
+    path = found[-1]
+    for rank in range(num_workers):
+        file = path / CHECKPOINT_FILE.format(rank=rank)
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+            ok = isinstance(state, dict) and {"model", "optimizer", "epoch", "step"} <= set(state)
+        except Exception:  # noqa: BLE001 - any unreadable file is refused the same way
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"{file}: not a vqgnn-dist checkpoint of {num_workers} workers (missing, corrupt "
+                "or foreign); resume from another --output-dir or start afresh without --resume"
+            )
+    return ray.train.Checkpoint.from_directory(str(path))

@@ -1,0 +1,79 @@
+"""``run(cfg, data)``: the one place that chooses one process or Ray workers.
+
+The CLI, Ray Tune, the benchmark, the experiment scripts and the jobs all
+train through it: ``cfg.num_workers == 0`` trains in this process
+(:func:`vqgnn_dist.train.local.train`), ``P > 0`` on P Ray Train workers with a
+codebook server (:func:`vqgnn_dist.distributed.trainer.train_distributed`).
+Either way ``on_epoch(record)`` sees every epoch's record as it is made.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from torch_geometric.data import Data
+
+from vqgnn_dist.config import TrainConfig
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def run(
+    cfg: TrainConfig,
+    data: Data,
+    *,
+    progress: bool = True,
+    on_epoch: EpochCallback | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg`` on ``data`` where ``cfg.num_workers`` says; the run's metrics."""
+    if cfg.num_workers == 0:
+        from vqgnn_dist.train.local import train
+
+        return train(cfg, data, progress=progress, on_epoch=on_epoch)
+    from vqgnn_dist.distributed.trainer import train_distributed
+
+    if on_epoch is None:
+        return train_distributed(cfg, data)
+    return _relayed(cfg, data, on_epoch)
+
+
+def _relayed(cfg: TrainConfig, data: Data, on_epoch: EpochCallback) -> dict[str, Any]:
+    """A distributed run whose epoch reports reach ``on_epoch`` in this process.
+
+    Ray Train's callbacks run in its controller actor, away from the caller, so a
+    relay callback puts each epoch on a Ray queue that this thread drains while the
+    run goes on in another.
+    """
+    from ray.train import UserCallback
+    from ray.util.queue import Empty, Queue
+
+    from vqgnn_dist.distributed.trainer import train_distributed
+
+    class Relay(UserCallback):
+        """Forwards every epoch report to the queue (runs in the Train controller)."""
+
+        def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+            queue.put(metrics[0])
+
+    # num_cpus 0, outside any placement group of the caller (a Tune trial holds no CPU).
+    queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": "DEFAULT"})
+    outcome: dict[str, Any] = {}
+
+    def train() -> None:
+        try:
+            outcome["result"] = train_distributed(cfg, data, callbacks=[Relay()])
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=train, daemon=True)
+    worker.start()
+    while worker.is_alive() or not queue.empty():
+        try:
+            on_epoch(queue.get(timeout=0.5))
+        except Empty:
+            continue
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
