@@ -130,78 +130,17 @@ def run_search(
 ) -> dict[str, Any]:
     """Run the search; return ``{"trials": rows sorted by val acc, "best_config": path, ...}``."""
     import ray
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     search.validate(base)
     out = Path(base.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    base_dict = base.to_dict()
-    if base.data_root is not None:
-        base_dict["data_root"] = str(Path(base.data_root).resolve())
     if not ray.is_initialized():
         ray.init(namespace=NAMESPACE, log_to_driver=False)
-    # The Tune worker process runs trials; with num_workers > 0 the Train workers hold the
-    # CPUs, so the trial itself needs none.
-    resources: dict[str, float] = {"cpu": search.cpus_per_trial}
-    if base.num_workers > 0:  # a bundle must not be empty: ask for a little memory only
-        resources = {"cpu": 0, "memory": 64 * 2**20}
-        # Each trial's Train run needs num_workers CPUs of its own: start no more trials
-        # than the cluster can host at once (overlapping Train runs would wait on each other).
-        cpus_total = int(ray.cluster_resources().get("CPU", 1))
-        max_concurrent = search.max_concurrent or max(1, cpus_total // base.num_workers)
-    else:
-        max_concurrent = search.max_concurrent
-    trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=base_dict, out=str(out), data=data), resources
-    )
-    scheduler = ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=base.epochs,
-        grace_period=min(search.grace_period, base.epochs),
-        reduction_factor=search.reduction_factor,
-    )
-    tuner = tune.Tuner(
-        trainable,
-        param_space=_param_space(search),
-        tune_config=tune.TuneConfig(
-            metric="val_acc",
-            mode="max",
-            scheduler=scheduler,
-            num_samples=search.num_samples,
-            max_concurrent_trials=max_concurrent or None,
-        ),
-        run_config=tune.RunConfig(
-            name="tune", storage_path=str(out / "ray"), verbose=0, log_to_file=True
-        ),
-    )
     t0 = time.perf_counter()
-    grid = tuner.fit()
+    grid = _tuner(base, search, data, out).fit()
     wall = time.perf_counter() - t0
-    rows = []
-    for result in grid:
-        if result.error is not None:
-            log(f"trial failed: {result.error}")
-        m = result.metrics or {}
-        cfg = result.config or {}
-        epochs_run = int(m.get("epoch", 0))
-        rows.append(
-            {
-                "trial": m.get("trial_id", Path(result.path).name),
-                "codebook_size": cfg.get("codebook_size", base.codebook_size),
-                "group_size": cfg.get("group_size", base.group_size),
-                "lr": cfg.get("lr", base.lr),
-                "epochs_run": epochs_run,
-                "stopped_early": epochs_run < base.epochs,
-                "best_val_acc": float(m.get("best_val_acc", float("nan"))),
-                "test_acc_at_best": float(m.get("test_acc_at_best", float("nan"))),
-                "best_epoch": int(m.get("best_epoch", 0)),
-                "time_s": float(m.get("time_total_s", 0.0)),
-                "config": cfg,
-            }
-        )
-    done = [r for r in rows if r["epochs_run"] > 0]
-    if not done:
+    rows = _trial_rows(grid, base, log)
+    if not any(r["epochs_run"] > 0 for r in rows):
         raise RuntimeError(f"every trial failed; see the trial logs under {out / 'ray'}")
     rows.sort(key=lambda r: (-r["best_val_acc"], -r["epochs_run"], r["codebook_size"]))
     best = rows[0]
@@ -225,6 +164,78 @@ def run_search(
     log(f"{len(rows)} trials in {wall:.1f} s wall; table -> {out / 'trials.csv'}")
     log(f"best config (val acc {best['best_val_acc']:.4f}) -> {best_path}")
     return summary
+
+
+def _tuner(base: TrainConfig, search: SearchConfig, data: Any, out: Path) -> Any:
+    """The Tune search: one trial per grid point, ASHA stopping on validation accuracy."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    base_dict = base.to_dict()
+    if base.data_root is not None:
+        base_dict["data_root"] = str(Path(base.data_root).resolve())
+    # The Tune worker process runs trials; with num_workers > 0 the Train workers hold the
+    # CPUs, so the trial itself needs none.
+    resources: dict[str, float] = {"cpu": search.cpus_per_trial}
+    if base.num_workers > 0:  # a bundle must not be empty: ask for a little memory only
+        resources = {"cpu": 0, "memory": 64 * 2**20}
+        # Each trial's Train run needs num_workers CPUs of its own: start no more trials
+        # than the cluster can host at once (overlapping Train runs would wait on each other).
+        cpus_total = int(ray.cluster_resources().get("CPU", 1))
+        max_concurrent = search.max_concurrent or max(1, cpus_total // base.num_workers)
+    else:
+        max_concurrent = search.max_concurrent
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, base=base_dict, out=str(out), data=data), resources
+    )
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=base.epochs,
+        grace_period=min(search.grace_period, base.epochs),
+        reduction_factor=search.reduction_factor,
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=_param_space(search),
+        tune_config=tune.TuneConfig(
+            metric="val_acc",
+            mode="max",
+            scheduler=scheduler,
+            num_samples=search.num_samples,
+            max_concurrent_trials=max_concurrent or None,
+        ),
+        run_config=tune.RunConfig(
+            name="tune", storage_path=str(out / "ray"), verbose=0, log_to_file=True
+        ),
+    )
+
+
+def _trial_rows(grid: Any, base: TrainConfig, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """One row per trial of a finished search (failed trials logged, with 0 epochs)."""
+    rows = []
+    for result in grid:
+        if result.error is not None:
+            log(f"trial failed: {result.error}")
+        m = result.metrics or {}
+        cfg = result.config or {}
+        epochs_run = int(m.get("epoch", 0))
+        rows.append(
+            {
+                "trial": m.get("trial_id", Path(result.path).name),
+                "codebook_size": cfg.get("codebook_size", base.codebook_size),
+                "group_size": cfg.get("group_size", base.group_size),
+                "lr": cfg.get("lr", base.lr),
+                "epochs_run": epochs_run,
+                "stopped_early": epochs_run < base.epochs,
+                "best_val_acc": float(m.get("best_val_acc", float("nan"))),
+                "test_acc_at_best": float(m.get("test_acc_at_best", float("nan"))),
+                "best_epoch": int(m.get("best_epoch", 0)),
+                "time_s": float(m.get("time_total_s", 0.0)),
+                "config": cfg,
+            }
+        )
+    return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

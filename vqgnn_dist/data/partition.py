@@ -130,6 +130,32 @@ def _check_num_parts(num_parts: int, n: int) -> None:
         )
 
 
+def _shard_folder(out_dir: str | Path) -> Path:
+    """``out_dir`` resolved; refused when it exists and is not a shard set."""
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").is_file())
+    ):
+        raise DataError(
+            f"{out}: exists and is not a shard set (no manifest.json); "
+            "give a new or empty folder for --out"
+        )
+    return out
+
+
+def _csr_by_target(
+    src: np.ndarray, dst: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, neighbours, in-degree): row i holds the sources of the edges j -> i."""
+    order = np.argsort(dst * np.int64(n) + src, kind="stable")
+    nbrs = src[order]
+    del order
+    degree = np.bincount(dst, minlength=n).astype(np.int64)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(degree, out=indptr[1:])
+    return indptr, nbrs, degree
+
+
 def partition_graph(
     data: Data,
     num_parts: int,
@@ -149,14 +175,7 @@ def partition_graph(
     one is complete, and a failure leaves it untouched. A non-empty
     ``out_dir`` that holds no ``manifest.json`` is refused.
     """
-    out = Path(out_dir).expanduser().resolve()
-    if out.exists() and (
-        not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").is_file())
-    ):
-        raise DataError(
-            f"{out}: exists and is not a shard set (no manifest.json); "
-            "give a new or empty folder for --out"
-        )
+    out = _shard_folder(out_dir)
     start = time.perf_counter()
     n = int(data.num_nodes)
     if part is None:
@@ -165,14 +184,8 @@ def partition_graph(
         raise DataError(
             f"partition: part must hold one id in [0, {num_parts}) per node ({n} nodes)"
         )
-    ei = data.edge_index.numpy()
-    src, dst = ei[0], ei[1]
-    order = np.argsort(dst * np.int64(n) + src, kind="stable")
-    nbrs = src[order]  # CSR by target: row i holds the sources of edges j -> i
-    del order
-    degree = np.bincount(dst, minlength=n).astype(np.int64)
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(degree, out=indptr[1:])
+    src, dst = data.edge_index.numpy()
+    indptr, nbrs, degree = _csr_by_target(src, dst, n)
     edge_cut = int(np.count_nonzero(part[src] != part[dst]))
     x = data.x.numpy()
     y = data.y.numpy()

@@ -68,6 +68,33 @@ def csbm(
     theta = rng.lognormal(0.0, degree_sigma, n) if degree_sigma > 0 else np.ones(n)
     theta *= n / theta.sum()
 
+    src, dst = _block_model_edges(rng, y, theta, avg_degree, homophily, c)
+
+    edge_index = coalesce_edges(src, dst, n, symmetric=True)
+    train, val, test = random_split_masks(n, train_frac, val_frac, rng)
+    return Data(
+        x=torch.from_numpy(x),
+        y=torch.from_numpy(y),
+        edge_index=torch.from_numpy(edge_index),
+        train_mask=torch.from_numpy(train),
+        val_mask=torch.from_numpy(val),
+        test_mask=torch.from_numpy(test),
+        num_nodes=n,
+        num_classes=c,
+        name="synthetic",
+    )
+
+
+def _block_model_edges(
+    rng: np.random.Generator,
+    y: np.ndarray,
+    theta: np.ndarray,
+    avg_degree: float,
+    homophily: float,
+    c: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The directed endpoint draws (src, dst) of the block model (see :func:`csbm`)."""
+    n = y.shape[0]
     # Sources: node i draws Poisson(avg_degree / 2 * theta_i) endpoints.
     counts = rng.poisson(avg_degree / 2.0 * theta)
     src = np.repeat(np.arange(n, dtype=np.int64), counts)
@@ -90,22 +117,7 @@ def csbm(
     u = lo[target_class] + rng.random(m) * (hi - lo)[target_class]
     pos = np.searchsorted(cum, u, side="right")
     np.minimum(pos, n - 1, out=pos)
-    dst = order[pos]
-    del u, pos, target_class
-
-    edge_index = coalesce_edges(src, dst, n, symmetric=True)
-    train, val, test = random_split_masks(n, train_frac, val_frac, rng)
-    return Data(
-        x=torch.from_numpy(x),
-        y=torch.from_numpy(y),
-        edge_index=torch.from_numpy(edge_index),
-        train_mask=torch.from_numpy(train),
-        val_mask=torch.from_numpy(val),
-        test_mask=torch.from_numpy(test),
-        num_nodes=n,
-        num_classes=c,
-        name="synthetic",
-    )
+    return src, order[pos]
 
 
 def _check_args(

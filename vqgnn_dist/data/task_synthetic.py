@@ -77,6 +77,18 @@ def multi_csbm(
     return data
 
 
+def _community_masks(
+    rng: np.random.Generator, k: int, community: np.ndarray, anchor: np.ndarray
+) -> list[torch.Tensor]:
+    """Train/val/test masks: communities split 60/20/20, anchors in no mask."""
+    order = rng.permutation(k)
+    n_train, n_val = int(0.6 * k), int(0.2 * k)
+    split = np.zeros(k, dtype=np.int64)
+    split[order[n_train : n_train + n_val]] = 1
+    split[order[n_train + n_val :]] = 2
+    return [torch.from_numpy((split[community] == s) & ~anchor) for s in range(3)]
+
+
 def far_label_graph(
     num_communities: int = 400,
     community_size: int = 5,
@@ -123,7 +135,7 @@ def far_label_graph(
     0.9+, test at chance); so can a second layer. One layer of attention with
     a diagonal query/key projection (``--model transformer-global-diag``) has
     no such terms and learns the same-key attention: 0.87 test accuracy
-    (``train/experiments.py far``).
+    (``experiments/issue6.py far``).
     """
     if not 0 < anchors_per_community < community_size:
         raise ValueError("need at least one anchor and one non-anchor per community")
@@ -141,12 +153,7 @@ def far_label_graph(
     src = np.concatenate([pos] * ring_neighbours)
     dst = np.concatenate([(pos + s) % n for s in range(1, ring_neighbours + 1)])
     edges = coalesce_edges(src, dst, n, symmetric=True)
-    order = rng.permutation(k)
-    n_train, n_val = int(0.6 * k), int(0.2 * k)
-    split = np.zeros(k, dtype=np.int64)
-    split[order[n_train : n_train + n_val]] = 1
-    split[order[n_train + n_val :]] = 2
-    masks = [torch.from_numpy((split[community] == s) & ~anchor) for s in range(3)]
+    masks = _community_masks(rng, k, community, anchor)
     data = Data(
         x=torch.from_numpy(x),
         y=torch.from_numpy(y.astype(np.int64)),

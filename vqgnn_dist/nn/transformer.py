@@ -157,7 +157,7 @@ class GlobalAttentionConv(ApproxConv):
             a full bilinear form can fit a map from a node's own features to
             the nodes it attends to (on the far-label graph: from a training
             community's key to the anchors of its class, which does not carry
-            to unseen keys; ``train/experiments.py far``).
+            to unseen keys; ``experiments/issue6.py far``).
     """
 
     global_attention = True
