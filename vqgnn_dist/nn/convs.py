@@ -199,6 +199,27 @@ class GATConv(ApproxConv):
         return out + self.bias
 
 
+class GraphConv(ApproxConv):
+    """GraphConv (Morris et al., AAAI 2019): C1 = I and C2 = A (sum of neighbours),
+    then X W_root + (A X) W_rel + b."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.lin_rel = nn.Linear(in_channels, out_channels, bias=True)
+        self.lin_root = nn.Linear(in_channels, out_channels, bias=False)
+
+    def messages(self, h: Tensor, out: Rows, block: Block) -> Tensor:
+        return _fixed_messages(h, out, block, h.new_ones(block.fwd_dst.numel()))
+
+    def blue(self, h: Tensor, out: Rows, g: Rows, block: Block) -> Tensor:
+        return _fixed_blue(h, g, block, h.new_ones(block.blue_dst.numel()))
+
+    def transform(self, m: Tensor, h_self: Tensor) -> Tensor:
+        return self.lin_rel(m) + self.lin_root(h_self)
+
+    def project_first(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        return F.linear(h, self.lin_rel.weight), self.lin_rel.bias + self.lin_root(h)
+
 # ------------------------------------------------------------------ registry
 # One entry per --model: the VQ-GNN layer, its exact PyG twin, and its needs.
 
@@ -230,3 +251,10 @@ register(
     )
 )
 register(ConvSpec("gat", build=_gat, full_graph=_pyg_gat, receiver_rows=True, heads=True))
+register(
+    ConvSpec(
+        "graphconv",
+        build=lambda s: GraphConv(s.in_dim, s.out_dim),
+        full_graph=lambda s: pyg.GraphConv(s.in_dim, s.out_dim, aggr="add"),
+    )
+)
