@@ -38,7 +38,7 @@ def test_full_graph_mode_matches_pyg(conv: str) -> None:
     x = torch.randn(n, 12, generator=g)
     torch.manual_seed(1)
     ours = VQGNN(conv, 12, 16, 5, 3, n, codebook_size=4, heads=4, dropout=0.0).eval()
-    pyg = FullGraphGNN(conv, 12, 16, 5, 3, heads=4, dropout=0.0).eval()
+    pyg = FullGraphGNN(conv, [12, 16, 16, 5], heads=4, dropout=0.0).eval()
     copy_weights(ours, pyg, conv)
     index = GraphIndex.from_edge_index(ei, n)
     logits, _ = ours(x, ours.block(index, torch.arange(n)))

@@ -24,7 +24,7 @@ def test_graphconv_matches_pyg_on_the_whole_graph() -> None:
     )
     x = torch.randn(n, 12, generator=g)
     ours = VQGNN("graphconv", 12, 16, 5, 3, n, codebook_size=4, dropout=0.0).eval()
-    pyg = FullGraphGNN("graphconv", 12, 16, 5, 3, dropout=0.0).eval()
+    pyg = FullGraphGNN("graphconv", [12, 16, 16, 5], dropout=0.0).eval()
     for a, b in zip(ours.convs, pyg.convs, strict=True):
         b.lin_rel.load_state_dict(a.lin_rel.state_dict())
         b.lin_root.load_state_dict(a.lin_root.state_dict())

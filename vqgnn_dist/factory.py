@@ -67,9 +67,8 @@ def build_vq_model(cfg: TrainConfig, in_dim: int, out_dim: int, num_nodes: int) 
 
 def build_full_graph_model(cfg: TrainConfig, in_dim: int, out_dim: int) -> FullGraphGNN:
     """The PyG full-graph baseline with the architecture of ``cfg``."""
-    return FullGraphGNN(
-        cfg.model, in_dim, cfg.hidden, out_dim, cfg.num_layers, cfg.heads, cfg.dropout
-    )
+    dims = [in_dim] + [cfg.hidden] * (cfg.num_layers - 1) + [out_dim]
+    return FullGraphGNN(cfg.model, dims, cfg.heads, cfg.dropout)
 
 
 def make_sampler(cfg: TrainConfig, data: Data) -> NodeSampler | ClusterSampler:

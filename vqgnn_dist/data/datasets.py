@@ -150,6 +150,20 @@ def _open(name: str, where: Path, factory: Callable[[], Any]) -> Any:
         ) from None
 
 
+def _single_graph(name: str, ds: Any, where: Path) -> Data:
+    """The one graph of a PyG dataset with its masks, as the graph contract."""
+    raw = ds[0]
+    return finalize_graph(
+        x=raw.x,
+        y=raw.y,
+        edge_index=raw.edge_index,
+        masks={k: raw[k] for k in MASKS},
+        num_classes=int(ds.num_classes),
+        name=name,
+        source=f"{name} ({where})",
+    )
+
+
 def _load_planetoid(name: str, root: Path, params: dict[str, Any]) -> Data:
     from torch_geometric.datasets import Planetoid
 
@@ -162,16 +176,7 @@ def _load_planetoid(name: str, root: Path, params: dict[str, Any]) -> Data:
         where / pyg_name / "raw",
         lambda: Planetoid(root=str(where), name=pyg_name, split=split),
     )
-    raw = ds[0]
-    return finalize_graph(
-        x=raw.x,
-        y=raw.y,
-        edge_index=raw.edge_index,
-        masks={k: raw[k] for k in MASKS},
-        num_classes=int(ds.num_classes),
-        name=name,
-        source=f"{name} ({where})",
-    )
+    return _single_graph(name, ds, where)
 
 
 def _load_pyg_single(name: str, root: Path, params: dict[str, Any]) -> Data:
@@ -181,16 +186,7 @@ def _load_pyg_single(name: str, root: Path, params: dict[str, Any]) -> Data:
     where = root / name
     cls = Reddit if name == "reddit" else Flickr
     ds = _open(name, where / "raw", lambda: cls(root=str(where)))
-    raw = ds[0]
-    return finalize_graph(
-        x=raw.x,
-        y=raw.y,
-        edge_index=raw.edge_index,
-        masks={k: raw[k] for k in MASKS},
-        num_classes=int(ds.num_classes),
-        name=name,
-        source=f"{name} ({where})",
-    )
+    return _single_graph(name, ds, where)
 
 
 def _load_ppi(root: Path, params: dict[str, Any]) -> Data:
@@ -253,16 +249,27 @@ def _ogb_full_unpickling() -> Iterator[None]:
             os.environ[key] = old
 
 
-def _load_ogb_node(name: str, root: Path, params: dict[str, Any]) -> Data:
-    from ogb.nodeproppred import PygNodePropPredDataset
-
+def _open_ogb(
+    name: str, root: Path, params: dict[str, Any], dataset_cls: Any, split_of: str
+) -> tuple[Any, Any, Any, Path, bool]:
+    """An OGB dataset, its split (``split_of``: the dataset's split method), its one graph,
+    its folder and the ``directed`` parameter; one-line errors for what is missing."""
     directed = bool(params.pop("directed", False))
     _no_params(name, params)
     where = root / name.replace("-", "_")
     with _ogb_full_unpickling():
-        ds = _open(name, where, lambda: PygNodePropPredDataset(name=name, root=str(root)))
-        split = _open(name, where / "split", ds.get_idx_split)
+        ds = _open(name, where, lambda: dataset_cls(name=name, root=str(root)))
+        split = _open(name, where / "split", getattr(ds, split_of))
         raw = ds[0]
+    return ds, split, raw, where, directed
+
+
+def _load_ogb_node(name: str, root: Path, params: dict[str, Any]) -> Data:
+    from ogb.nodeproppred import PygNodePropPredDataset
+
+    ds, split, raw, where, directed = _open_ogb(
+        name, root, params, PygNodePropPredDataset, "get_idx_split"
+    )
     x = _ogb_features(name, raw)
     y = raw.y
     if y.dim() == 2 and y.shape[1] == 1:
@@ -290,13 +297,9 @@ def _load_ogb_node(name: str, root: Path, params: dict[str, Any]) -> Data:
 def _load_ogb_link(name: str, root: Path, params: dict[str, Any]) -> Data:
     from ogb.linkproppred import PygLinkPropPredDataset
 
-    directed = bool(params.pop("directed", False))
-    _no_params(name, params)
-    where = root / name.replace("-", "_")
-    with _ogb_full_unpickling():
-        ds = _open(name, where, lambda: PygLinkPropPredDataset(name=name, root=str(root)))
-        split = _open(name, where / "split", ds.get_edge_split)
-    raw = ds[0]
+    _, split, raw, where, directed = _open_ogb(
+        name, root, params, PygLinkPropPredDataset, "get_edge_split"
+    )
     x = _ogb_features(name, raw)
     split_edge = {part: {k: torch.as_tensor(v) for k, v in split[part].items()} for part in split}
     n = int(raw.num_nodes)

@@ -220,6 +220,7 @@ class GraphConv(ApproxConv):
     def project_first(self, h: Tensor) -> tuple[Tensor, Tensor]:
         return F.linear(h, self.lin_rel.weight), self.lin_rel.bias + self.lin_root(h)
 
+
 # ------------------------------------------------------------------ registry
 # One entry per --model: the VQ-GNN layer, its exact PyG twin, and its needs.
 

@@ -11,27 +11,22 @@ from vqgnn_dist.nn.registry import LayerShape, conv_spec
 
 class FullGraphGNN(nn.Module):
     """The same architecture as :class:`vqgnn_dist.nn.model.VQGNN`, built from PyG layers
-    (each registry entry's ``full_graph`` twin)."""
+    (each registry entry's ``full_graph`` twin).
 
-    def __init__(
-        self,
-        conv: str,
-        in_dim: int,
-        hidden: int,
-        out_dim: int,
-        num_layers: int,
-        heads: int = 8,
-        dropout: float = 0.5,
-    ) -> None:
+    ``dims`` are the widths ``[in, hidden, ..., hidden, out]``: one layer per step
+    (for GAT a hidden width is the concatenated width of all ``heads``).
+    """
+
+    def __init__(self, conv: str, dims: list[int], heads: int = 8, dropout: float = 0.5) -> None:
         super().__init__()
         spec = conv_spec(conv)
         if spec.full_graph is None:
             raise ValueError(f"--model {conv} has no full-graph baseline")
         self.dropout = dropout
-        dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
+        last = len(dims) - 2
         self.convs = nn.ModuleList(
-            spec.full_graph(LayerShape(dims[i], dims[i + 1], i == num_layers - 1, heads, dropout))
-            for i in range(num_layers)
+            spec.full_graph(LayerShape(dims[i], dims[i + 1], i == last, heads, dropout))
+            for i in range(len(dims) - 1)
         )
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:

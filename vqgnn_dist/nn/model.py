@@ -48,6 +48,14 @@ def assignment_dtype(codebook_size: int) -> torch.dtype:
     return torch.int16 if codebook_size <= torch.iinfo(torch.int16).max else torch.int32
 
 
+def _put_rows(out: Tensor | None, batch: Tensor, rows: Tensor, num_nodes: int) -> Tensor:
+    """``out[batch] = rows`` into an all-nodes output (created on first use)."""
+    if out is None:
+        out = rows.new_zeros(num_nodes, rows.shape[1])
+    out[batch] = rows
+    return out
+
+
 class VQGNN(nn.Module):
     """A GNN trained and evaluated with VQ-GNN's approximate message passing.
 
@@ -324,9 +332,7 @@ class VQGNN(nn.Module):
                 h = conv.transform(conv.messages(h, out, block), h)
                 if layer < self.num_layers - 1:
                     h = F.relu(h)
-            if result is None:
-                result = h.new_zeros(index.num_nodes, h.shape[1])
-            result[batch] = h
+            result = _put_rows(result, batch, h, index.num_nodes)
         self.train(was_training)
         return result
 
@@ -365,9 +371,7 @@ class VQGNN(nn.Module):
                 block = build_block(index, batch, self.receiver_rows, with_receivers=False)
             with self.timer.phase("predict"):
                 logits, _ = self._forward(x[batch], block)
-            if out is None:
-                out = logits.new_zeros(index.num_nodes, logits.shape[1])
-            out[batch] = logits
+            out = _put_rows(out, batch, logits, index.num_nodes)
         self.train(was_training)
         return out
 
@@ -407,9 +411,7 @@ class VQGNN(nn.Module):
                     out = conv.transform(m, h[batch]) if first is None else m + first[1][batch]
                     if layer < self.num_layers - 1:
                         out = F.relu(out)
-                    if nxt is None:
-                        nxt = out.new_zeros(index.num_nodes, out.shape[1])
-                    nxt[batch] = out
+                    nxt = _put_rows(nxt, batch, out, index.num_nodes)
             h = nxt
         self.train(was_training)
         return h
