@@ -53,6 +53,33 @@ def _run(out: Path, workers: int, name: str, data, **cfg: Any) -> dict[str, Any]
     return keep
 
 
+def _grid(
+    out: Path, workers: int, label: str, data_of, seeds: list[int], epochs: int, k: int, **cfg: Any
+) -> list[dict[str, Any]]:
+    """GCN and SAGE, full-graph and VQ-GNN, on ``data_of(seed)`` for every seed."""
+    rows = []
+    for seed in seeds:
+        data = data_of(seed)
+        for model in ("gcn", "sage"):
+            for method in ("full-graph", "vq"):
+                name = f"{label} {model} {method}"
+                rows.append(
+                    _run(
+                        out,
+                        workers,
+                        name,
+                        data,
+                        model=model,
+                        method=method,
+                        epochs=epochs,
+                        seed=seed,
+                        codebook_size=k,
+                        **cfg,
+                    )
+                )
+    return rows
+
+
 def _summary(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -91,30 +118,19 @@ def link(
     from vqgnn_dist.data import load_graph
 
     data = load_graph("cora", root)
-    rows = []
-    for seed in seeds:
-        for model in ("gcn", "sage"):
-            for method in ("full-graph", "vq"):
-                rows.append(
-                    _run(
-                        out,
-                        workers,
-                        f"cora-link {model} {method}",
-                        data,
-                        task="link",
-                        model=model,
-                        method=method,
-                        epochs=epochs,
-                        seed=seed,
-                        codebook_size=k,
-                        batch_size=1354,
-                        dropout=dropout,
-                        hidden=64,
-                        lr=0.01,
-                        weight_decay=0.0,
-                        decay=0.9,
-                    )
-                )
+    common = dict(batch_size=1354, dropout=dropout, hidden=64, lr=0.01, weight_decay=0.0)
+    rows = _grid(
+        out,
+        workers,
+        "cora-link",
+        lambda seed: data,
+        seeds,
+        epochs,
+        k,
+        task="link",
+        decay=0.9,
+        **common,
+    )
     _summary(rows, ("test_acc", "test_mrr"))
 
 
@@ -122,46 +138,33 @@ def inductive(root: str, out: Path, seeds: list[int], epochs: int, k: int, worke
     from vqgnn_dist.data import load_graph
     from vqgnn_dist.data.task_synthetic import multi_csbm
 
-    rows = []
-    for seed in seeds:
-        multi = multi_csbm(num_graphs=6, nodes_per_graph=500, seed=seed)
-        for model in ("gcn", "sage"):
-            for method in ("full-graph", "vq"):
-                rows.append(
-                    _run(
-                        out,
-                        workers,
-                        f"multi-csbm {model} {method}",
-                        multi,
-                        task="inductive",
-                        model=model,
-                        method=method,
-                        epochs=epochs,
-                        seed=seed,
-                        codebook_size=64,
-                        batch_size=500,
-                        hidden=32,
-                    )
-                )
+    def multi(seed: int):
+        return multi_csbm(num_graphs=6, nodes_per_graph=500, seed=seed)
+
+    rows = _grid(
+        out,
+        workers,
+        "multi-csbm",
+        multi,
+        seeds,
+        epochs,
+        64,
+        task="inductive",
+        batch_size=500,
+        hidden=32,
+    )
     cora = load_graph("cora", root)
-    for seed in seeds:
-        for model in ("gcn", "sage"):
-            for method in ("full-graph", "vq"):
-                rows.append(
-                    _run(
-                        out,
-                        workers,
-                        f"cora-inductive {model} {method}",
-                        cora,
-                        task="inductive",
-                        model=model,
-                        method=method,
-                        epochs=epochs,
-                        seed=seed,
-                        codebook_size=k,
-                        batch_size=1024,
-                    )
-                )
+    rows += _grid(
+        out,
+        workers,
+        "cora-inductive",
+        lambda seed: cora,
+        seeds,
+        epochs,
+        k,
+        task="inductive",
+        batch_size=1024,
+    )
     _summary(rows, ("test_acc",))
 
 

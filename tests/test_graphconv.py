@@ -15,14 +15,8 @@ from vqgnn_dist.train.local import train
 
 
 def test_graphconv_matches_pyg_on_the_whole_graph() -> None:
-    g = torch.Generator().manual_seed(0)
-    n = 50
-    src, dst = torch.randint(n, (160,), generator=g), torch.randint(n, (160,), generator=g)
-    keep = src != dst
-    ei = torch.unique(
-        torch.stack([torch.cat([src[keep], dst[keep]]), torch.cat([dst[keep], src[keep]])]), dim=1
-    )
-    x = torch.randn(n, 12, generator=g)
+    graph = csbm(num_nodes=50, num_classes=5, num_features=12, avg_degree=6, seed=0)
+    x, ei, n = graph.x, graph.edge_index, graph.num_nodes
     ours = VQGNN("graphconv", 12, 16, 5, 3, n, codebook_size=4, dropout=0.0).eval()
     pyg = FullGraphGNN("graphconv", [12, 16, 16, 5], dropout=0.0).eval()
     for a, b in zip(ours.convs, pyg.convs, strict=True):

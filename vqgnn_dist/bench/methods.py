@@ -214,8 +214,9 @@ def full_graph_step(cfg: TrainConfig, data: Data) -> dict[str, Any]:
     task = _node_task(data)
     method = FullGraphMethod(cfg, task)
     state = _state_bytes(method.model)
+    step = task.epoch(1, full_graph=True)[0]
     with track_peak(task.placement.device) as peak:
-        train_step(method, task, task.epoch(1, full_graph=True)[0], task.placement)
+        train_step(method, task, step, task.placement)
     return _step_record(peak, state, data.num_nodes, None, data.num_nodes)
 
 
