@@ -2,7 +2,7 @@
 
 Plain-torch samplers (PyG's loaders need pyg-lib or torch-sparse) feeding PyG
 layers; :func:`train_sampling` returns the metrics schema of
-:func:`vqgnn_dist.train.loop.train`, :func:`one_step` one training step for
+:func:`vqgnn_dist.train.local.train`, :func:`one_step` one training step for
 memory measurements.
 """
 

@@ -13,7 +13,7 @@ P workers report the same numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -119,7 +119,6 @@ class LocalPlacement:
     device: torch.device
     rank: int = 0
     world: int = 1
-    inference: str | None = field(default=None)
 
     def all_sum(self, values: list[float]) -> list[float]:
         return [float(v) for v in values]
