@@ -80,13 +80,15 @@ class SearchConfig:
         return self
 
 
-def _report(rec: dict[str, Any], state: dict[str, Any]) -> None:
-    """Send one epoch to Tune, with the running best validation accuracy."""
+def _report(rec: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    """Send one epoch to Tune, with the best validation epoch so far (chosen as every run
+    chooses it: :func:`vqgnn_dist.train.loop.best_epoch`)."""
     from ray import tune
 
-    if rec["val_acc"] > state["best_val_acc"]:
-        state.update(best_val_acc=rec["val_acc"], test_acc_at_best=rec["test_acc"])
-        state["best_epoch"] = rec["epoch"]
+    from vqgnn_dist.train.loop import best_epoch
+
+    history.append(rec)
+    best = best_epoch(history)
     tune.report(
         {
             "epoch": rec["epoch"],
@@ -94,7 +96,9 @@ def _report(rec: dict[str, Any], state: dict[str, Any]) -> None:
             "val_acc": rec["val_acc"],
             "test_acc": rec["test_acc"],
             "time_s": rec["time_s"],
-            **state,
+            "best_val_acc": best["val_acc"],
+            "test_acc_at_best": best["test_acc"],
+            "best_epoch": best["epoch"],
         }
     )
 
@@ -107,11 +111,11 @@ def _trial(config: dict[str, Any], base: dict[str, Any], out: str, data: Any) ->
     name = tune.get_context().get_trial_name()
     cfg = TrainConfig(**{**base, **config, "output_dir": str(Path(out) / "trials" / name)})
     cfg.validate()
-    state = {"best_val_acc": -1.0, "test_acc_at_best": 0.0, "best_epoch": 0}
+    history: list[dict[str, Any]] = []
     if cfg.num_workers == 0:
         cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
         torch.set_num_threads(max(1, int(cpus)))
-    run(cfg, data, progress=False, on_epoch=lambda rec: _report(rec, state))
+    run(cfg, data, progress=False, on_epoch=lambda rec: _report(rec, history))
 
 
 def _param_space(search: SearchConfig) -> dict[str, Any]:
