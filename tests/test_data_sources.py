@@ -71,6 +71,25 @@ def test_ogbn_node_dataset(ogbn_arxiv_root: tuple[Path, np.ndarray, np.ndarray])
     assert directed.edge_index.shape[1] == len(edges)
 
 
+def test_tampered_ogb_processed_file_is_refused(
+    ogbn_arxiv_root: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    """ogb's bare torch.load runs weights-only: a planted pickle is one line, never run."""
+    root, _, _ = ogbn_arxiv_root
+    load_graph("ogbn-arxiv", root=root)  # ogb writes its processed file
+    processed = root / "ogbn_arxiv" / "processed" / "geometric_data_processed.pt"
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save(Planted(), processed)
+    with pytest.raises(DataError, match="refused to unpickle") as err:
+        load_graph("ogbn-arxiv", root=root)
+    assert "\n" not in str(err.value) and not marker.exists()
+
+
 def test_ogbl_link_dataset(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     base = tmp_path / "ogbl_collab"

@@ -16,10 +16,7 @@ Downloads happen only where the raw files are missing and a network is.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,7 @@ from torch_geometric.data import Data
 from vqgnn_dist.data.errors import DataError
 from vqgnn_dist.data.graph import MASKS, finalize_graph
 from vqgnn_dist.data.parquet import read_parquet_graph
+from vqgnn_dist.data.safe_load import safe_loading
 from vqgnn_dist.data.synthetic import csbm
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
@@ -136,9 +134,11 @@ def _load_parquet(arg: str, params: dict[str, Any]) -> Data:
 
 
 def _open(name: str, where: Path, factory: Callable[[], Any]) -> Any:
-    """Run a dataset constructor, turning any failure into one DataError line."""
+    """Run a dataset constructor under restricted loading (:func:`safe_loading`: no file
+    runs code), turning any failure into one DataError line."""
     try:
-        return factory()
+        with safe_loading():
+            return factory()
     except DataError:
         raise
     except Exception as exc:  # download, parse or format failure: one clear line
@@ -226,29 +226,6 @@ def _ogb_features(name: str, raw: Data) -> torch.Tensor:
     return raw.x
 
 
-@contextlib.contextmanager
-def _ogb_full_unpickling() -> Iterator[None]:
-    """Let ogb 1.3.6's bare ``torch.load`` calls read its own files.
-
-    ogb loads the processed file it has just written (a PyG ``Data``) and
-    OGB's split ``.pt`` files with ``torch.load`` and no ``weights_only``
-    argument, which torch >= 2.6 refuses for non-tensor objects. These are
-    files of the dataset being loaded, trusted as ogb trusts them.
-    """
-    key = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
-    old = os.environ.get(key)
-    os.environ[key] = "1"
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=f".*{key}.*")
-            yield
-    finally:
-        if old is None:
-            del os.environ[key]
-        else:
-            os.environ[key] = old
-
-
 def _open_ogb(
     name: str, root: Path, params: dict[str, Any], dataset_cls: Any, split_of: str
 ) -> tuple[Any, Any, Any, Path, bool]:
@@ -257,10 +234,9 @@ def _open_ogb(
     directed = bool(params.pop("directed", False))
     _no_params(name, params)
     where = root / name.replace("-", "_")
-    with _ogb_full_unpickling():
-        ds = _open(name, where, lambda: dataset_cls(name=name, root=str(root)))
-        split = _open(name, where / "split", getattr(ds, split_of))
-        raw = ds[0]
+    ds = _open(name, where, lambda: dataset_cls(name=name, root=str(root)))
+    split = _open(name, where / "split", getattr(ds, split_of))
+    raw = ds[0]
     return ds, split, raw, where, directed
 
 
