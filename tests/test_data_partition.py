@@ -184,3 +184,29 @@ def test_cli_partition(tmp_path: Path, capsys) -> None:
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert manifest["method"] == "random" and manifest["seed"] == 4
     _assert_same_graph(read_all_shards(tmp_path / "s"), csbm(num_nodes=500, seed=3))
+
+
+def test_shards_are_reused_only_for_the_same_graph(tmp_path, capsys) -> None:
+    """Same name, node and edge counts but other features or another split: the shards
+    are rebuilt (with a line saying why), never reused."""
+    from vqgnn_dist.config import TrainConfig
+    from vqgnn_dist.distributed.trainer import prepare_shards
+
+    data = csbm(num_nodes=300, num_classes=3, num_features=8, avg_degree=6, seed=0)
+    cfg = TrainConfig(num_workers=2)
+    first = prepare_shards(cfg, data, tmp_path / "shards")
+    assert prepare_shards(cfg, data, tmp_path / "shards")["fingerprint"] == first["fingerprint"]
+    assert "reusing shards" in capsys.readouterr().out
+    changed = data.clone()
+    changed.x = changed.x + 1.0
+    moved = data.clone()  # one training node and one test node swap splits
+    i, j = int(data.train_mask.nonzero()[0]), int(data.test_mask.nonzero()[0])
+    moved.train_mask[i], moved.test_mask[i] = False, True
+    moved.train_mask[j], moved.test_mask[j] = True, False
+    for other in (changed, moved):
+        again = prepare_shards(cfg, other, tmp_path / "shards")
+        out = capsys.readouterr().out
+        assert "re-partitioning" in out and "reusing" not in out
+        assert again["fingerprint"] != first["fingerprint"]
+        x = torch.cat([read_shard(tmp_path / "shards", r).x for r in range(2)])
+        assert torch.allclose(x.sum(0), other.x.sum(0), atol=1e-3)  # the new graph's rows

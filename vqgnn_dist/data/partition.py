@@ -18,6 +18,7 @@ symmetric graph they are the ordinary degrees.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -130,6 +131,25 @@ def _check_num_parts(num_parts: int, n: int) -> None:
         )
 
 
+def graph_fingerprint(
+    data: Data, num_parts: int, method: str, seed: int, part: np.ndarray | None = None
+) -> str:
+    """A digest of everything a shard set is made from: edges, features, labels, the
+    split, the partition settings and (when given) the node-to-part map. Two graphs
+    with the same name and sizes but other features or splits differ here."""
+    digest = hashlib.blake2b(digest_size=16)
+    settings = {"num_parts": int(num_parts), "method": method, "seed": int(seed)}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    tensors = [data.edge_index, data.x, data.y, *(data[k] for k in MASKS)]
+    for t in tensors:
+        arr = np.ascontiguousarray(t.numpy())
+        digest.update(f"{arr.dtype}{arr.shape}".encode())
+        digest.update(memoryview(arr).cast("B"))
+    if part is not None:
+        digest.update(np.ascontiguousarray(part, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
 def _shard_folder(out_dir: str | Path) -> Path:
     """``out_dir`` resolved; refused when it exists and is not a shard set."""
     out = Path(out_dir).expanduser().resolve()
@@ -177,6 +197,7 @@ def partition_graph(
     """
     out = _shard_folder(out_dir)
     start = time.perf_counter()
+    fingerprint = graph_fingerprint(data, num_parts, method, seed, part)
     n = int(data.num_nodes)
     if part is None:
         part = assign_parts(data, num_parts, method, seed)
@@ -216,6 +237,7 @@ def partition_graph(
             "seed": int(seed),
             "edge_cut": edge_cut,
             "edge_cut_fraction": edge_cut / max(int(src.shape[0]), 1),
+            "fingerprint": fingerprint,
             "seconds": round(time.perf_counter() - start, 3),
             "parts": parts,
         }

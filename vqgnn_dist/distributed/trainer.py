@@ -36,7 +36,12 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from torch_geometric.data import Data
 
 from vqgnn_dist.config import TrainConfig
-from vqgnn_dist.data.partition import assign_parts, partition_graph, read_manifest
+from vqgnn_dist.data.partition import (
+    assign_parts,
+    graph_fingerprint,
+    partition_graph,
+    read_manifest,
+)
 from vqgnn_dist.data.splits import link_split, symmetric_edge_index, training_subgraph
 from vqgnn_dist.distributed.checkpoint import latest_checkpoint
 from vqgnn_dist.distributed.halo import HaloDirectory
@@ -89,21 +94,22 @@ def codebook_specs(cfg: TrainConfig, data: Data) -> tuple[list[dict[str, Any]], 
 def prepare_shards(
     cfg: TrainConfig, data: Data, shard_dir: Path, part: np.ndarray | None = None
 ) -> dict[str, Any]:
-    """Partition unless ``shard_dir`` already holds this graph in ``num_workers`` parts.
+    """Partition unless ``shard_dir`` already holds exactly this graph in ``num_workers``
+    parts: its manifest's fingerprint (edges, features, labels, split, partition
+    settings, ``part``) must match, else the shards are rebuilt with a line saying why.
 
-    ``part`` fixes every node's part (see :func:`partition_graph`). The graph's
-    name tells derived graphs apart (e.g. the training graph of each link split).
+    ``part`` fixes every node's part (see :func:`partition_graph`).
     """
+    fingerprint = graph_fingerprint(data, cfg.num_workers, "metis", cfg.seed, part)
     if (shard_dir / "manifest.json").is_file():
         manifest = read_manifest(shard_dir)
-        if (
-            manifest["num_parts"] == cfg.num_workers
-            and manifest["name"] == str(getattr(data, "name", "graph"))
-            and manifest["num_nodes"] == data.num_nodes
-            and manifest["num_edges"] == data.edge_index.shape[1]
-        ):
+        if manifest.get("fingerprint") == fingerprint:
             print(f"reusing shards in {shard_dir}")
             return manifest
+        print(
+            f"{shard_dir} holds shards of another graph or partition (fingerprint "
+            "differs: edges, features, labels, split or settings changed); re-partitioning"
+        )
     print(f"partitioning into {cfg.num_workers} METIS shards -> {shard_dir}")
     return partition_graph(
         data, cfg.num_workers, shard_dir, method="metis", seed=cfg.seed, part=part
