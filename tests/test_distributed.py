@@ -223,15 +223,24 @@ def test_killed_codebook_server_is_restored(clean_run, tmp_path) -> None:
 
 def test_resume_continues_a_finished_run(clean_run, tmp_path) -> None:
     import shutil
+    import tempfile
     from pathlib import Path
+
+    from vqgnn_dist.config import ConfigError
 
     out = tmp_path / "run"
     shutil.copytree(Path(clean_run["checkpoint"]).parents[2], out)
+    finished = TrainConfig(**FAULT_BASE, resume=True, output_dir=str(out)).validate()
+    with pytest.raises(ConfigError, match="has already trained 4 epochs; give --epochs above 4"):
+        train_distributed(finished, small_graph())
+    local_copies = set(Path(tempfile.gettempdir()).glob("vqgnn-ckpt-*"))
     cfg = TrainConfig(**{**FAULT_BASE, "epochs": 5}, resume=True, output_dir=str(out)).validate()
     result = train_distributed(cfg, small_graph())
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4, 5]
     assert result["history"][:4] == clean_run["history"]  # restored from the checkpoint, not re-run
     assert result["history"][4]["codebook_version"] > clean_run["history"][-1]["codebook_version"]
+    # Each worker's local copy of its checkpoint is gone once Ray Train persisted it.
+    assert set(Path(tempfile.gettempdir()).glob("vqgnn-ckpt-*")) <= local_copies
 
 
 def test_corrupt_checkpoint_is_refused(clean_run, tmp_path) -> None:

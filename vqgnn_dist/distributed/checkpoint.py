@@ -68,11 +68,12 @@ def load_single_process_state(model: VQGNN, path: str, lg: LocalGraph) -> None:
         table.copy_(tables[f"assignment{i}"][lg.global_ids].to(table.device, table.dtype))
 
 
-def latest_checkpoint(out: Path, num_workers: int) -> ray.train.Checkpoint:
+def latest_checkpoint(out: Path, num_workers: int, epochs: int) -> ray.train.Checkpoint:
     """The newest complete checkpoint of earlier runs in ``out/ray``, checked before use.
 
-    Raises :class:`ConfigError` (one line) when there is none, or when it is not
-    a vqgnn-dist checkpoint of ``num_workers`` workers.
+    Raises :class:`ConfigError` (one line) when there is none, when it is not
+    a vqgnn-dist checkpoint of ``num_workers`` workers, or when its run has
+    already trained all ``epochs``.
     """
     found = sorted(
         (p for p in (out / "ray").glob("*/checkpoint_*") if p.is_dir()), key=lambda p: p.name
@@ -81,12 +82,13 @@ def latest_checkpoint(out: Path, num_workers: int) -> ray.train.Checkpoint:
         raise ConfigError(
             f"--resume: no checkpoint under {out / 'ray'}; run without --resume first"
         )
-    path = found[-1]
+    path, done = found[-1], 0
     for rank in range(num_workers):
         file = path / CHECKPOINT_FILE.format(rank=rank)
         try:
             state = torch.load(file, map_location="cpu", weights_only=True)
             ok = isinstance(state, dict) and {"model", "optimizer", "epoch", "step"} <= set(state)
+            done = int(state["epoch"]) if ok else done
         except Exception:  # noqa: BLE001 - any unreadable file is refused the same way
             ok = False
         if not ok:
@@ -94,4 +96,9 @@ def latest_checkpoint(out: Path, num_workers: int) -> ray.train.Checkpoint:
                 f"{file}: not a vqgnn-dist checkpoint of {num_workers} workers (missing, corrupt "
                 "or foreign); resume from another --output-dir or start afresh without --resume"
             )
+    if done >= epochs:
+        raise ConfigError(
+            f"--resume: the run in {out} has already trained {done} epochs; "
+            f"give --epochs above {done} to continue it"
+        )
     return ray.train.Checkpoint.from_directory(str(path))

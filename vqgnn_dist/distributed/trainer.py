@@ -161,7 +161,7 @@ def train_distributed(
     """
     out = Path(cfg.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    resume = latest_checkpoint(out, cfg.num_workers) if cfg.resume else None
+    resume = latest_checkpoint(out, cfg.num_workers, cfg.epochs) if cfg.resume else None
     if resume is not None:
         print(f"resuming from {resume.path}")
     if not ray.is_initialized():

@@ -154,7 +154,13 @@ class WorkerHooks:
             self.method, rec["epoch"], self.step, self.placement.rank, self.history
         )
         last = rec["epoch"] == self.cfg.epochs
-        ray.train.report({**rec, "history": self.history if last else []}, checkpoint=ckpt)
+        # The local copy goes once Ray Train has persisted it (one temp dir per epoch
+        # and worker piled up in the system temp dir before).
+        ray.train.report(
+            {**rec, "history": self.history if last else []},
+            checkpoint=ckpt,
+            delete_local_checkpoint_after_upload=True,
+        )
 
 
 def train_worker(config: dict[str, Any]) -> None:
