@@ -132,3 +132,23 @@ def test_distributed_flags_parse_to_their_fields() -> None:
         "allreduce",
     )
     assert (cfg.halo_sync_every, cfg.lr) == (2, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ({"lr": float("nan")}, "--lr must be a finite number > 0"),
+        ({"lr": float("inf")}, "--lr must be a finite number > 0"),
+        ({"weight_decay": -5.0}, "--weight-decay must be a finite number >= 0"),
+        ({"weight_decay": float("nan")}, "--weight-decay must be a finite number >= 0"),
+        ({"fail_at_step": 6}, "--fail-at-step injects a worker failure"),
+        ({"init_checkpoint": "model.pt"}, "--init-checkpoint starts a distributed run"),
+        ({"init_checkpoint": "/nonexistent/model.pt", "num_workers": 2}, "no such file"),
+    ],
+)
+def test_values_that_would_train_silently_wrong_are_refused(override: dict, match: str) -> None:
+    """NaN or infinite rates trained on NaN with exit 0; distributed-only flags were
+    ignored in one process; a missing --init-checkpoint failed only inside a worker."""
+    with pytest.raises(ConfigError, match=match) as err:
+        TrainConfig(**override).validate()
+    assert "\n" not in str(err.value)

@@ -8,6 +8,7 @@ registry (:mod:`vqgnn_dist.nn.registry`), read when a config is validated.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,13 @@ class TrainConfig:
             raise ConfigError(f"--dropout must lie in [0, 1), got {self.dropout}")
         if not 0.0 < self.decay < 1.0:
             raise ConfigError(f"--decay must lie in (0, 1), got {self.decay}")
-        if self.lr <= 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(
+                f"--weight-decay must be a finite number >= 0, got {self.weight_decay}"
+            )
+        self._check_distributed_only()
         if self.hidden % self.group_size:
             raise ConfigError(
                 f"--hidden {self.hidden} is not divisible by --group-size {self.group_size}; "
@@ -138,6 +144,25 @@ class TrainConfig:
                 f"{self.model} concatenates heads of hidden/heads features"
             )
         return self
+
+    def _check_distributed_only(self) -> None:
+        """Settings that only distributed runs read are refused in one process, not ignored."""
+        if self.num_workers > 0:
+            if self.init_checkpoint and not Path(self.init_checkpoint).is_file():
+                raise ConfigError(
+                    f"--init-checkpoint {self.init_checkpoint}: no such file; give a "
+                    "single-process DIR/model.pt"
+                )
+            return
+        if self.fail_at_step != -1:
+            raise ConfigError(
+                "--fail-at-step injects a worker failure; it needs --num-workers P > 0"
+            )
+        if self.init_checkpoint:
+            raise ConfigError(
+                "--init-checkpoint starts a distributed run from a single-process model; "
+                "add --num-workers P"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
