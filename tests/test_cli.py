@@ -96,3 +96,18 @@ def test_switches_parse_both_ways() -> None:
     assert config_from_args(
         parser.parse_args(["train", "--freeze-input-codebook"])
     ).freeze_input_codebook
+
+
+@pytest.mark.parametrize("where", ["file", "under-file"])
+def test_unusable_output_dir_fails_before_training(tmp_path, capsys, where: str) -> None:
+    """An --output-dir that is a file, or under one, failed with a traceback only after
+    the last epoch."""
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    out = blocker if where == "file" else blocker / "run"
+    argv = ["train", "--dataset", "synthetic:num_nodes=200", "--epochs", "50"]
+    assert main([*argv, "--output-dir", str(out)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.count("\n") == 0 and "is a file; give a folder" in err
+    assert "test accuracy" not in captured.out  # nothing was trained

@@ -188,6 +188,32 @@ def test_manifest_missing_field(shards: Path) -> None:
         read_shard(shards, 0)
 
 
+def _edit_parts(shards: Path, edit) -> None:
+    path = shards / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda m: m["parts"][1].pop("files"), r"part 1 has no files table"),
+        (lambda m: m.update(parts={"0": {}, "1": {}}), r"field parts must be a list"),
+        (lambda m: m["parts"][1].update(dir="part-00000"), r"parts\[1\]\.dir .* two parts"),
+        (lambda m: m["parts"][0].update(dir="../elsewhere"), r"not a folder inside the set"),
+    ],
+)
+def test_manifest_parts_are_checked(shards: Path, edit, match: str) -> None:
+    """A part without files, a non-list of parts, two parts in one folder and a folder
+    outside the set were a KeyError, a TypeError, a silent double read and a read
+    outside the set."""
+    _edit_parts(shards, edit)
+    with pytest.raises(DataError, match=match) as err:
+        read_shard(shards, 0)
+    assert "\n" not in str(err.value)
+
+
 def test_more_parts_than_nodes(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="num_parts=11 exceeds the graph's 10 nodes"):
         partition_graph(csbm(num_nodes=10), 11, tmp_path / "s")

@@ -8,6 +8,7 @@ same wherever it is built.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -90,7 +91,13 @@ def save_model(model: torch.nn.Module, cfg: TrainConfig) -> Path:
     """Write ``DIR/model.pt`` (weights, codebooks, assignments, config) atomically."""
     path = Path(cfg.output_dir) / "model.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, tmp)
-    os.replace(tmp, path)
+    # A temp name of its own: two runs saving into one folder never mix their files.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

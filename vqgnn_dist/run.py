@@ -16,6 +16,7 @@ from typing import Any
 from torch_geometric.data import Data
 
 from vqgnn_dist.config import TrainConfig
+from vqgnn_dist.train.metrics import check_output_dir
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -27,7 +28,12 @@ def run(
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
 ) -> dict[str, Any]:
-    """Train ``cfg`` on ``data`` where ``cfg.num_workers`` says; the run's metrics."""
+    """Train ``cfg`` on ``data`` where ``cfg.num_workers`` says; the run's metrics.
+
+    The output folder is checked first, so a run that could not save fails before it
+    trains (:func:`~vqgnn_dist.train.metrics.check_output_dir`).
+    """
+    check_output_dir(cfg.output_dir)
     if cfg.num_workers == 0:
         from vqgnn_dist.train.local import train
 

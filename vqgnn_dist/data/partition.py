@@ -344,12 +344,43 @@ def read_manifest(shard_dir: str | Path) -> dict[str, Any]:
     for key in MANIFEST_KEYS:
         if key not in manifest:
             raise DataError(f"{path}: missing field {key}; re-run the partition")
+    if not isinstance(manifest["parts"], list):
+        raise DataError(f"{path}: field parts must be a list of parts; re-run the partition")
     if len(manifest["parts"]) != manifest["num_parts"]:
         raise DataError(
             f"{path}: field parts lists {len(manifest['parts'])} parts but "
             f"num_parts is {manifest['num_parts']}; re-run the partition"
         )
+    _check_parts(path, manifest["parts"])
     return manifest
+
+
+def _check_parts(path: Path, parts: list[Any]) -> None:
+    """Every part names its own folder inside the set and lists its files."""
+    seen: set[str] = set()
+    for i, entry in enumerate(parts):
+        if not isinstance(entry, dict) or not isinstance(entry.get("files"), dict):
+            raise DataError(
+                f"{path}: part {i} has no files table (field parts[{i}].files); "
+                "re-run the partition"
+            )
+        folder = entry.get("dir")
+        if not isinstance(folder, str) or Path(folder).name != folder or folder in ("", ".", ".."):
+            raise DataError(
+                f"{path}: field parts[{i}].dir {folder!r} is not a folder inside the set; "
+                "re-run the partition"
+            )
+        if folder in seen:
+            raise DataError(
+                f"{path}: field parts[{i}].dir {folder!r} is used by two parts; "
+                "re-run the partition"
+            )
+        seen.add(folder)
+        missing = [f for f in PART_FILES if f not in entry["files"]]
+        if missing:
+            raise DataError(
+                f"{path}: field parts[{i}].files lacks {', '.join(missing)}; re-run the partition"
+            )
 
 
 def read_shard(shard_dir: str | Path, part: int) -> Shard:

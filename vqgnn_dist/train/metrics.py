@@ -48,3 +48,28 @@ def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """Make sure a run can write into ``path`` before it trains; one line if it cannot.
+
+    A folder that is a file, sits under a file or cannot be written failed only
+    after the last epoch, when the metrics were written.
+    """
+    from vqgnn_dist.config import ConfigError
+
+    out = Path(path).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-check.")
+        os.close(fd)
+        os.unlink(probe)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(
+            f"--output-dir {out}: it or a folder above it is a file; give a folder"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"--output-dir {out}: cannot write there ({exc.strerror}); give a writable folder"
+        ) from None
+    return out
