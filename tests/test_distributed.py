@@ -376,3 +376,14 @@ def test_global_attention_on_shards(ray_cluster, tmp_path) -> None:
     assert result["codebook_consistent"]
     assert result["history"][0]["bytes_halo"] > gcn["history"][0]["bytes_halo"]
     assert result["test_acc"] > 0.8, result["test_acc"]  # one process: 0.99
+
+
+def test_more_workers_than_cpus_is_one_line(ray_cluster, tmp_path) -> None:
+    """--num-workers 8 on 2 CPUs waited for workers that never come (10 minutes, then
+    Ctrl-C did not stop it); now one line names what the cluster has."""
+    from vqgnn_dist.config import ConfigError
+
+    cfg = TrainConfig(**{**FAULT_BASE, "num_workers": 8}, output_dir=str(tmp_path)).validate()
+    with pytest.raises(ConfigError, match="needs 8 CPUs but the Ray cluster has 2") as err:
+        train_distributed(cfg, small_graph())
+    assert "\n" not in str(err.value)

@@ -35,7 +35,7 @@ from ray.train import (
 from ray.train.torch import TorchConfig, TorchTrainer
 from torch_geometric.data import Data
 
-from vqgnn_dist.config import TrainConfig
+from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.partition import (
     assign_parts,
     graph_fingerprint,
@@ -151,6 +151,19 @@ def prepare_task(cfg: TrainConfig, data: Data, out: Path) -> tuple[Data, dict[st
     return train_graph, manifest, {"link_split": ray.put(pairs)}
 
 
+def check_resources(num_workers: int, use_gpu: bool) -> None:
+    """One line when the Ray cluster cannot host ``num_workers`` workers (one CPU each,
+    and one GPU each on GPUs): Ray Train would wait for them for good."""
+    have = ray.cluster_resources()
+    kind = "GPU" if use_gpu else "CPU"
+    available = int(have.get(kind, 0))
+    if available < num_workers:
+        raise ConfigError(
+            f"--num-workers {num_workers} needs {num_workers} {kind}s but the Ray cluster "
+            f"has {available}; use --num-workers {max(available, 1)} or a larger cluster"
+        )
+
+
 def train_distributed(
     cfg: TrainConfig, data: Data, callbacks: Sequence[UserCallback] = ()
 ) -> dict[str, Any]:
@@ -166,6 +179,7 @@ def train_distributed(
         print(f"resuming from {resume.path}")
     if not ray.is_initialized():
         ray.init(namespace=NAMESPACE, log_to_driver=True)
+    check_resources(cfg.num_workers, torch.cuda.is_available())
     graph, manifest, task_config = prepare_task(cfg, data, out)
     run_id = uuid.uuid4().hex[:8]
     server_name, halo_name = f"codebook-server-{run_id}", f"halo-directory-{run_id}"
