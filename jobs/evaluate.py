@@ -7,7 +7,8 @@
 
 ``--checkpoint`` is a ``model.pt`` of a single-process run, or a run directory
 holding one; a distributed run directory (no ``model.pt``) is scored from its
-latest Ray Train checkpoint (weights and the shared codebooks). Prediction uses
+final Ray Train checkpoint, the one its metrics.json names (weights and the
+shared codebooks). Prediction uses
 the run's ``inference``: exact layer-wise inference of the weights, or codeword
 inference (a distributed checkpoint's nodes are then first assigned to their
 nearest codewords with the codebooks frozen). The graph is
@@ -43,6 +44,21 @@ def _config_of(raw: dict[str, Any], source: Path) -> TrainConfig:
         raise ConfigError(f"{source}: the stored config is not usable ({exc})") from None
 
 
+def _run_checkpoint(run: dict[str, Any], found: list[Path]) -> Path:
+    """Worker 0's file of the checkpoint the run's metrics name (its final one); without
+    that, the one of the most epochs. Run folders are named by random ids, so their
+    order says nothing (sorting them picked an epoch-1 model)."""
+    named = run.get("checkpoint")
+    if named and (Path(named) / "worker-0.pt").is_file():
+        return Path(named) / "worker-0.pt"
+
+    def epochs(file: Path) -> tuple[int, float]:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        return int(state.get("epoch", 0)), file.stat().st_mtime
+
+    return max(found, key=epochs)
+
+
 def load_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, torch.Tensor], bool]:
     """(config, model state, whether the assignment tables are included) of ``path``."""
     if path.is_dir() and (path / "model.pt").exists():
@@ -57,12 +73,13 @@ def load_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, torch.Tensor], b
             ) from None
         return _config_of(cfg_raw, path), weights, True
     if path.is_dir():
-        found = sorted((path / "ray").glob("*/checkpoint_*/worker-0.pt"), key=lambda p: p.parent)
+        found = list((path / "ray").glob("*/checkpoint_*/worker-0.pt"))
         metrics = path / "metrics.json"
         if found and metrics.exists():
-            cfg = _config_of(json.loads(metrics.read_text())["config"], metrics)
-            state = torch.load(found[-1], map_location="cpu", weights_only=True)["model"]
-            weights = {k: v for k, v in state.items() if not k.startswith("assignment")}
+            run = json.loads(metrics.read_text())
+            cfg = _config_of(run["config"], metrics)
+            state = torch.load(_run_checkpoint(run, found), map_location="cpu", weights_only=True)
+            weights = {k: v for k, v in state["model"].items() if not k.startswith("assignment")}
             return cfg, weights, False
     raise ConfigError(
         f"{path}: no model.pt and no distributed checkpoint with metrics.json; "

@@ -387,3 +387,32 @@ def test_more_workers_than_cpus_is_one_line(ray_cluster, tmp_path) -> None:
     with pytest.raises(ConfigError, match="needs 8 CPUs but the Ray cluster has 2") as err:
         train_distributed(cfg, small_graph())
     assert "\n" not in str(err.value)
+
+
+def test_evaluate_scores_the_checkpoint_the_run_names(clean_run, tmp_path) -> None:
+    """A run folder holding an older Ray run (random ids sort anyhow): the evaluate job
+    scored that one's epoch-1 model before; now the checkpoint metrics.json names."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    from vqgnn_dist.train.metrics import write_json_atomic
+
+    source = Path(clean_run["checkpoint"])
+    out = tmp_path / "run"
+    shutil.copytree(source.parents[2], out)
+    final = out / source.relative_to(source.parents[2])
+    write_json_atomic(out / "metrics.json", {**clean_run, "checkpoint": str(final)})
+    state = torch.load(final / "worker-0.pt", weights_only=True)
+    stale = out / "ray" / "zzzz-an-older-run" / "checkpoint_000000"
+    stale.mkdir(parents=True)
+    old_model = {k: torch.zeros_like(v) for k, v in state["model"].items()}
+    torch.save({**state, "epoch": 1, "model": old_model}, stale / "worker-0.pt")
+    job = Path(__file__).resolve().parents[1] / "jobs" / "evaluate.py"
+    spec = importlib.util.spec_from_file_location("evaluate_job", job)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _, weights, with_assignments = module.load_checkpoint(out)
+    assert not with_assignments
+    for name, value in weights.items():
+        assert torch.equal(value, state["model"][name]), name
