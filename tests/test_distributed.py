@@ -160,7 +160,7 @@ FAULT_BASE = dict(
     batch_size=100,
     hidden=8,
     codebook_size=8,
-    dropout=0.0,
+    dropout=0.5,  # a random stream that a restart must continue
     seed=0,
     max_failures=1,
 )
@@ -190,6 +190,12 @@ def test_worker_crash_resumes_from_checkpoint(clean_run, tmp_path) -> None:
     assert (
         crashed["history"][-1]["codebook_version"] == clean_run["history"][-1]["codebook_version"]
     )
+    want = torch.load(f"{clean_run['checkpoint']}/worker-0.pt", weights_only=True)["model"]
+    got = torch.load(f"{crashed['checkpoint']}/worker-0.pt", weights_only=True)["model"]
+    # Exact recovery: the restart continues the worker's random stream (dropout) from
+    # the checkpoint, so weights, codebooks and assignments end bit-identical.
+    for name, value in want.items():
+        assert torch.equal(got[name], value), name
 
 
 def test_killed_codebook_server_is_restored(clean_run, tmp_path) -> None:

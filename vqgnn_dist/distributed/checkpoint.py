@@ -36,6 +36,9 @@ def save_checkpoint(method: Any, epoch: int, step: int, rank: int, history) -> r
         "epoch": epoch,
         "step": step,
         "history": history,
+        # The random stream a worker goes on with (dropout, negative pairs drawn from
+        # the global generator): a restart continues it where the epoch ended.
+        "rng": torch.get_rng_state(),
     }
     tmp = Path(folder) / f".{CHECKPOINT_FILE.format(rank=rank)}.tmp"
     torch.save(state, tmp)
@@ -52,6 +55,8 @@ def load_checkpoint(method: Any, checkpoint: ray.train.Checkpoint, rank: int):
     if method.predictor is not None:
         method.predictor.load_state_dict(state["predictor"])
     method.opt.load_state_dict(state["optimizer"])
+    if "rng" in state:
+        torch.set_rng_state(state["rng"])
     return int(state["epoch"]), int(state["step"]), list(state["history"])
 
 
