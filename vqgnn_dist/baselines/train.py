@@ -256,7 +256,7 @@ def train_sampling(
     sm = SamplingMethod(method, cfg, data, options)
     preprocess_time = time.perf_counter() - t0
     placement = LocalPlacement(sm.device)
-    view = GraphView.of_graph(data, sm.device)
+    view = GraphView.of_graph(data, sm.device, "none")
     task = NodeTask(view, lambda epoch: [], placement)
 
     def after_epoch(rec: dict[str, Any]) -> None:

@@ -159,11 +159,12 @@ def train_method(
 # ------------------------------------------------------------------ one step
 
 
-def _node_task(data: Data) -> NodeTask:
+def _node_task(data: Data, graph: str) -> NodeTask:
     """Node classification on the whole graph on the local device (no sampler: a
-    measured step brings its own batch)."""
+    measured step brings its own batch); ``graph``: see ``GraphView.of_graph``."""
     placement = LocalPlacement(pick_device())
-    return NodeTask(GraphView.of_graph(data, placement.device), lambda epoch: [], placement)
+    view = GraphView.of_graph(data, placement.device, graph)
+    return NodeTask(view, lambda epoch: [], placement)
 
 
 def _state_bytes(model: torch.nn.Module) -> int:
@@ -191,7 +192,7 @@ def vq_step(cfg: TrainConfig, data: Data, batch_size: int) -> dict[str, Any]:
     (with its first state), codebook update. The codebook init pass, like the
     graph and its index, happens before and is not counted.
     """
-    task = _node_task(data)
+    task = _node_task(data, "index")
     view, placement = task.view, task.placement
     gen = torch.Generator().manual_seed(cfg.seed)
     batch = torch.randperm(data.num_nodes, generator=gen)[: min(batch_size, data.num_nodes)]
@@ -211,7 +212,7 @@ def vq_step(cfg: TrainConfig, data: Data, batch_size: int) -> dict[str, Any]:
 
 def full_graph_step(cfg: TrainConfig, data: Data) -> dict[str, Any]:
     """Peak memory of one full-graph training step: model state plus forward, backward, step."""
-    task = _node_task(data)
+    task = _node_task(data, "edges")
     method = FullGraphMethod(cfg, task)
     state = _state_bytes(method.model)
     step = task.epoch(1, full_graph=True)[0]

@@ -35,7 +35,7 @@ class GraphView:
     """
 
     x: Tensor
-    index: GraphIndex
+    index: GraphIndex | None  # VQ-GNN's blocks; None for methods that do not build them
     num_owned: int
     y: Tensor  # [num_owned] class ids or [num_owned, c] multi-label rows
     masks: dict[str, Tensor]  # train / val / test over the owned nodes
@@ -57,19 +57,28 @@ class GraphView:
         return list(owned.split(min(batch_size, max(self.num_owned, 1))))
 
     @classmethod
-    def of_graph(cls, data: Data, device: torch.device) -> GraphView:
+    def of_graph(cls, data: Data, device: torch.device, graph: str = "index") -> GraphView:
         """The whole graph ``data`` on ``device``, every node owned (a graph without
-        labels, such as link prediction's, gets zero labels and empty masks)."""
+        labels, such as link prediction's, gets zero labels and empty masks).
+
+        ``graph`` is what the method reads of the edges, and all the view holds of
+        them: ``index``, the CSR index VQ-GNN builds blocks from; ``edges``, the edge
+        list of exact message passing; ``none`` (a sampler that holds its own).
+        """
+        if graph not in ("index", "edges", "none"):
+            raise ValueError(f"graph {graph!r}: choose index, edges or none")
         n = data.num_nodes
         none = torch.zeros(n, dtype=torch.bool)
         y = data.y if getattr(data, "y", None) is not None else torch.zeros(n, dtype=torch.long)
         return cls(
             x=data.x.to(device),
-            index=GraphIndex.from_edge_index(data.edge_index, n).to(device),
+            index=GraphIndex.from_edge_index(data.edge_index, n).to(device)
+            if graph == "index"
+            else None,
             num_owned=n,
             y=y.to(device),
             masks={s: getattr(data, f"{s}_mask", none).to(device) for s in SPLITS},
-            edge_index=data.edge_index.to(device),
+            edge_index=data.edge_index.to(device) if graph == "edges" else None,
             num_classes=int(getattr(data, "num_classes", 0) or 0),
         )
 

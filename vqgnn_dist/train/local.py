@@ -37,13 +37,14 @@ from vqgnn_dist.train.metrics import run_info
 def build_task(cfg: TrainConfig, data: Data, placement: LocalPlacement) -> tuple[Task, Data]:
     """The task of ``cfg.task`` on the whole graph, and the graph it trains on."""
     device = placement.device
+    layout = "edges" if cfg.method == "full-graph" else "index"
     if cfg.task == "inductive":
         seen = check_inductive_task(data)
         sub, _ = training_subgraph(data, seen)
         sampler = make_sampler(cfg, sub)
         task = InductiveTask(
-            GraphView.of_graph(sub, device),
-            GraphView.of_graph(data, device),
+            GraphView.of_graph(sub, device, layout),
+            GraphView.of_graph(data, device, layout),
             seen.nonzero().view(-1),
             sampler.epoch,
             placement,
@@ -57,7 +58,7 @@ def build_task(cfg: TrainConfig, data: Data, placement: LocalPlacement) -> tuple
         graph = Data(x=data.x, edge_index=symmetric_edge_index(pairs), num_nodes=n)
         predictor = LinkPredictor(cfg.link_predictor, cfg.hidden, cfg.dropout).to(device)
         task = LinkTask(
-            GraphView.of_graph(graph, device),
+            GraphView.of_graph(graph, device, layout),
             LinkBatchSampler(pairs, n, cfg.batch_size, cfg.seed),
             predictor,
             {part: split[part] for part in ("valid", "test")},
@@ -69,7 +70,8 @@ def build_task(cfg: TrainConfig, data: Data, placement: LocalPlacement) -> tuple
         return task, graph
     check_node_task(data)
     sampler = make_sampler(cfg, data)
-    return NodeTask(GraphView.of_graph(data, device), sampler.epoch, placement), data
+    view = GraphView.of_graph(data, device, layout)
+    return NodeTask(view, sampler.epoch, placement), data
 
 
 def train(
