@@ -36,9 +36,18 @@ from vqgnn_dist.nn.registry import ConvSpec, LayerShape, register
 
 
 class ApproxConv(nn.Module):
-    """Base class: a convolution evaluated on a :class:`Block`."""
+    """Base class: a convolution evaluated on a :class:`Block`.
+
+    ``grad_channels`` copies of the input width make the gradient part of a
+    codeword, unless ``grad_features`` gives its width (a gradient taken at the
+    layer's output, nn/adapter.py). ``receiver_rows`` says that the blue term
+    reads the receivers' whole rows (learnable coefficients), so a block must
+    carry the receivers' in-neighbourhoods too.
+    """
 
     grad_channels: int = 1
+    grad_features: int | None = None
+    receiver_rows: bool = False
 
     def messages(self, h: Tensor, out: Rows, block: Block) -> Tensor:
         raise NotImplementedError
@@ -134,6 +143,8 @@ class GATConv(ApproxConv):
     The message passing acts on layer inputs per head (M_h = C_h X), so the
     gradient part of a codeword has one copy of the input width per head.
     """
+
+    receiver_rows = True
 
     def __init__(
         self,

@@ -9,10 +9,13 @@ process, or a codebook sync that aggregates the statistics of all workers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vqgnn_dist.nn.adapter import adapt
 from vqgnn_dist.nn.block import Block, ExactRows, GraphIndex, build_block
 from vqgnn_dist.nn.convs import ApproxConv
 from vqgnn_dist.nn.dropout import dropout
@@ -33,6 +36,17 @@ def make_convs(
         spec.build(LayerShape(dims[i], dims[i + 1], i == num_layers - 1, heads, dropout))
         for i in range(num_layers)
     ]
+
+
+def adapt_layers(layers: Sequence[nn.Module], in_dim: int) -> tuple[list[ApproxConv], list[int]]:
+    """A user's own stack of PyG layers as VQ-GNN layers (nn/adapter.py), and the width of
+    every layer's input. Each is checked and refused in one line if Eq. 6 does not hold."""
+    convs, dims = [], [in_dim]
+    for layer in layers:
+        conv = adapt(layer, dims[-1])
+        convs.append(conv)
+        dims.append(conv.grad_features)
+    return convs, dims[:-1]
 
 
 # A frozen input codebook is fitted by k-means on the feature rows of the first batches,
@@ -60,7 +74,10 @@ class VQGNN(nn.Module):
     """A GNN trained and evaluated with VQ-GNN's approximate message passing.
 
     Args:
-        conv: ``gcn``, ``sage`` or ``gat``.
+        conv: a registered ``--model`` name (nn/registry.py), or a user's own stack of
+            PyG ``MessagePassing`` layers, one per layer, each scaled by the adapter
+            (nn/adapter.py); then ``hidden``, ``out_dim`` and ``num_layers`` follow
+            from the layers and are None.
         in_dim, hidden, out_dim, num_layers: widths and depth.
         num_nodes: nodes whose assignments the model keeps (the graph, or a shard with its halo).
         codebook_size: k codewords per group and layer.
@@ -83,11 +100,11 @@ class VQGNN(nn.Module):
 
     def __init__(
         self,
-        conv: str,
+        conv: str | Sequence[nn.Module],
         in_dim: int,
-        hidden: int,
-        out_dim: int,
-        num_layers: int,
+        hidden: int | None,
+        out_dim: int | None,
+        num_layers: int | None,
         num_nodes: int,
         codebook_size: int,
         group_size: int = 4,
@@ -98,12 +115,16 @@ class VQGNN(nn.Module):
         freeze_input_codebook: bool = False,
     ) -> None:
         super().__init__()
-        self.conv_name = conv
         self.dropout = dropout
-        self.convs = nn.ModuleList(
-            make_convs(conv, in_dim, hidden, out_dim, num_layers, heads, dropout)
-        )
-        dims = [in_dim] + [hidden] * (num_layers - 1)
+        if isinstance(conv, str):
+            self.conv_name = conv
+            convs = make_convs(conv, in_dim, hidden, out_dim, num_layers, heads, dropout)
+            dims = [in_dim] + [hidden] * (num_layers - 1)
+        else:
+            self.conv_name = "+".join(type(layer).__name__ for layer in conv)
+            convs, dims = adapt_layers(conv, in_dim)
+            num_layers = len(convs)
+        self.convs = nn.ModuleList(convs)
         # Layer 0 reads constant input features: no gradient flows to them, so its
         # codewords need no gradient part (there are no blue messages to carry).
         no_grads = {0} if last_layer_gradients else {0, num_layers - 1}
@@ -113,6 +134,7 @@ class VQGNN(nn.Module):
                 codebook_size,
                 group_size,
                 grad_channels=0 if i in no_grads else self.convs[i].grad_channels,
+                grad_features=self.convs[i].grad_features,
                 decay=decay,
             )
             for i in range(num_layers)
@@ -154,7 +176,7 @@ class VQGNN(nn.Module):
     @property
     def receiver_rows(self) -> bool:
         """Whether blocks must carry the receivers' full rows (learnable convolutions)."""
-        return conv_spec(self.conv_name).receiver_rows
+        return any(conv.receiver_rows for conv in self.convs)
 
     @property
     def layer_inputs(self) -> list[Tensor]:

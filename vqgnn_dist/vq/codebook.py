@@ -194,7 +194,15 @@ class ProductCodebook(nn.Module):
         codebook_size: ``k``, codewords per group.
         group_size: ``D``, features per group.
         grad_channels: gradient entries per feature (0 = no gradient part,
-            1 for GCN/SAGE, the number of heads for GAT).
+            1 for GCN/SAGE, the number of heads for GAT), grouped with their
+            features: group g holds the gradients of features gD..gD+D-1 of every head.
+        grad_features: the width of the gradient part when it is not
+            ``grad_channels`` copies of the input width: a PyG layer scaled by the
+            adapter (nn/adapter.py) keeps the gradient at its *output*, whatever
+            the layer's width. That vector is cut into the same G groups as the
+            features, ``ceil(grad_features / G)`` contiguous entries each (the last
+            zero padded), so every group still holds a [feature | gradient] vector
+            and a node keeps one assignment per group.
         decay: EMA decay gamma of counts, sums and whitening moments.
         laplace_eps: Laplace smoothing of the EMA counts.
         dead_threshold: an EMA count below this marks a dead codeword, which is
@@ -208,6 +216,7 @@ class ProductCodebook(nn.Module):
         codebook_size: int,
         group_size: int = 4,
         grad_channels: int = 1,
+        grad_features: int | None = None,
         decay: float = 0.99,
         laplace_eps: float = 1e-5,
         dead_threshold: float = 1e-3,
@@ -223,14 +232,21 @@ class ProductCodebook(nn.Module):
         self.group_size = group_size
         self.grad_channels = grad_channels
         self.num_groups = -(-num_features // group_size)
+        self.grad_features = grad_features if grad_channels else None
+        if self.grad_features is None:
+            self.grad_group_size = group_size * grad_channels
+        else:
+            self.grad_group_size = -(-self.grad_features // self.num_groups)
         self.decay = decay
         self.laplace_eps = laplace_eps
         self.dead_threshold = dead_threshold
         self.num_candidates = num_candidates
         G, k, D = self.num_groups, codebook_size, group_size
-        E = D * (1 + grad_channels)
+        E = D + self.grad_group_size
         # Per-entry epsilon of the whitening: gradients are tiny, so theirs is tiny.
-        eps = torch.cat([torch.full((D,), feature_eps), torch.full((D * grad_channels,), grad_eps)])
+        eps = torch.cat(
+            [torch.full((D,), feature_eps), torch.full((self.grad_group_size,), grad_eps)]
+        )
         self.register_buffer("eps", eps)
         self.register_buffer("mean", torch.zeros(G, E))
         self.register_buffer("var", torch.ones(G, E))
@@ -243,8 +259,8 @@ class ProductCodebook(nn.Module):
     # ------------------------------------------------------------------ layout
     @property
     def entry_size(self) -> int:
-        """Entries per codeword and group: D features plus D * grad_channels gradients."""
-        return self.group_size * (1 + self.grad_channels)
+        """Entries per codeword and group: D features plus the group's gradient entries."""
+        return self.group_size + self.grad_group_size
 
     def _group_features(self, x: Tensor) -> Tensor:
         """[n, f] -> [n, G, D], zero padding the last group."""
@@ -254,7 +270,13 @@ class ProductCodebook(nn.Module):
         return x.reshape(x.shape[0], self.num_groups, self.group_size)
 
     def _group_grads(self, g: Tensor) -> Tensor:
-        """[n, H * f] (head-major) -> [n, G, H * D]."""
+        """[n, H * f] (head-major) -> [n, G, H * D]; an output-side gradient
+        [n, grad_features] -> [n, G, ceil(grad_features / G)]."""
+        if self.grad_features is not None:
+            pad = self.num_groups * self.grad_group_size - g.shape[1]
+            if pad:
+                g = torch.nn.functional.pad(g, (0, pad))
+            return g.reshape(g.shape[0], self.num_groups, self.grad_group_size)
         n, H = g.shape[0], self.grad_channels
         g = self._group_features(g.reshape(n * H, self.num_features))
         return (
@@ -264,7 +286,9 @@ class ProductCodebook(nn.Module):
         )
 
     def _ungroup_grads(self, g: Tensor) -> Tensor:
-        """[n, G, H * D] -> [n, H * f]."""
+        """[n, G, H * D] -> [n, H * f] (or [n, grad_features]): :meth:`_group_grads` undone."""
+        if self.grad_features is not None:
+            return g.reshape(g.shape[0], -1)[:, : self.grad_features]
         n, H = g.shape[0], self.grad_channels
         g = g.reshape(n, self.num_groups, H, self.group_size).transpose(1, 2)
         g = g.reshape(n, H, self.num_groups * self.group_size)[..., : self.num_features]
@@ -333,7 +357,8 @@ class ProductCodebook(nn.Module):
         ]
 
     def gradient_codewords(self, assignment: Tensor) -> Tensor:
-        """The gradient rows G~ of nodes with the given assignments: [n, H * f]."""
+        """The gradient rows G~ of nodes with the given assignments: [n, H * f] or
+        [n, grad_features]."""
         return self._ungroup_grads(self._gather(self._tables().gradient, assignment))
 
     def load_codewords(self, x: Tensor, g: Tensor | None = None) -> None:
