@@ -195,8 +195,8 @@ def test_too_few_edges_for_a_split_is_one_line() -> None:
 def test_link_config_errors_are_one_line() -> None:
     with pytest.raises(ConfigError, match="--task"):
         TrainConfig(task="edges").validate()
-    with pytest.raises(ConfigError, match="--model gat"):
-        TrainConfig(task="link", num_workers=2, model="gat").validate()
+    with pytest.raises(ConfigError, match="--num-workers > 0 trains VQ-GNN only"):
+        TrainConfig(task="link", num_workers=2, method="full-graph").validate()
     with pytest.raises(ConfigError, match="--link-predictor"):
         TrainConfig(task="link", link_predictor="bilinear").validate()
 
@@ -204,7 +204,7 @@ def test_link_config_errors_are_one_line() -> None:
 def test_cli_link_flags_and_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     from vqgnn_dist.cli import main
 
-    argv = ["train", "--task", "link", "--num-workers", "2", "--model", "gat"]
+    argv = ["train", "--task", "link", "--num-workers", "2", "--method", "full-graph"]
     rc = main([*argv, "--dataset", "synthetic"])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and err.startswith("error:") and "\n" not in err and "use gcn, sage" in err
+    assert rc == 2 and err.startswith("error:") and "\n" not in err and "--method vq" in err

@@ -112,11 +112,6 @@ class TrainConfig:
             raise ConfigError(
                 "--num-workers > 0 trains VQ-GNN only; use --method vq or --num-workers 0"
             )
-        if self.num_workers > 0 and not spec.sharded:
-            raise ConfigError(
-                f"--model {self.model} needs the receivers' full attention rows, which a shard "
-                "lacks; use gcn, sage or a transformer with --num-workers > 0"
-            )
         if self.method == "full-graph" and spec.full_graph is None:
             raise ConfigError(
                 f"--method full-graph has no {self.model} baseline; use --method vq with "

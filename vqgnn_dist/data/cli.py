@@ -8,7 +8,7 @@ import time
 
 from vqgnn_dist.data.datasets import load_graph
 from vqgnn_dist.data.errors import DataError
-from vqgnn_dist.data.partition import METHODS, partition_graph
+from vqgnn_dist.data.partition import METHODS, RING_FILES, partition_graph
 
 
 def add_partition_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -51,12 +51,20 @@ def run_partition(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{'part':>5} {'nodes':>10} {'train':>9} {'adj':>11} {'halo':>9} {'MiB':>8}")
+    # ring MiB: the halo's in-neighbour ids and the second ring, read only by models
+    # with learnable coefficients (GAT, the PyG adapter).
+    print(
+        f"{'part':>5} {'nodes':>10} {'train':>9} {'adj':>11} {'halo':>9} {'ring':>9} "
+        f"{'MiB':>8} {'ring MiB':>9}"
+    )
     for part in manifest["parts"]:
-        mib = sum(f["bytes"] for f in part["files"].values()) / 2**20
+        files = part["files"]
+        mib = sum(f["bytes"] for f in files.values()) / 2**20
+        ring_mib = sum(files[f]["bytes"] for f in RING_FILES) / 2**20
         print(
             f"{part['part']:>5} {part['num_nodes']:>10} {part['num_train']:>9} "
-            f"{part['num_adj_entries']:>11} {part['num_halo']:>9} {mib:>8.1f}"
+            f"{part['num_adj_entries']:>11} {part['num_halo']:>9} {part['num_ring']:>9} "
+            f"{mib:>8.2f} {ring_mib:>9.2f}"
         )
     print(
         f"edge cut: {manifest['edge_cut']} of {manifest['num_edges']} directed edges "

@@ -10,7 +10,19 @@ Layout of ``out_dir`` (schema version 1)::
                                aggregates from (sources j of edges j -> i), ascending
     part-00000/halo.parquet    node_id int64 (global, ascending), owner int32 (its part),
                                degree int64 (its global in-degree)
+    part-00000/halo_adj.parquet  node_id int64 (the halo, same order), neighbors
+                               list<int64>: GLOBAL ids of each halo node's in-neighbours
+    part-00000/ring.parquet    node_id int64 (global, ascending), owner int32, degree int64:
+                               the second ring, in-neighbours of the halo that are neither
+                               owned nor halo
     part-00001/...
+
+The halo's adjacency and the second ring are ids only, no features. A layer
+whose coefficients are learnable (GAT and every layer of nn/adapter.py)
+computes the outputs of a batch's halo receivers over their whole
+in-neighbourhoods (Eq. 7); the rows of those in-neighbours come from
+codewords, so a worker needs their ids and, through the halo exchange, their
+assignments. Fixed-coefficient convs never read them.
 
 Node degrees are in-degrees (row lengths), without self-loops; on a
 symmetric graph they are the ordinary degrees.
@@ -49,9 +61,11 @@ from vqgnn_dist.data.arrow import (
 from vqgnn_dist.data.errors import DataError
 from vqgnn_dist.data.graph import MASKS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 METHODS = ("metis", "random")
-PART_FILES = ("nodes.parquet", "adj.parquet", "halo.parquet")
+# The halo's in-neighbour ids and the second ring (models with learnable coefficients).
+RING_FILES = ("halo_adj.parquet", "ring.parquet")
+PART_FILES = ("nodes.parquet", "adj.parquet", "halo.parquet", *RING_FILES)
 MANIFEST_KEYS = ("name", "num_nodes", "num_classes", "multilabel", "num_parts", "parts")
 
 
@@ -76,6 +90,11 @@ class Shard:
     halo_ids: torch.Tensor  # int64 [h], ascending
     halo_owner: torch.Tensor  # int64 [h]
     halo_degree: torch.Tensor  # int64 [h]
+    halo_indptr: torch.Tensor  # int64 [h + 1]: CSR rows of the halo's in-neighbours
+    halo_indices: torch.Tensor  # int64, global ids
+    ring_ids: torch.Tensor  # int64 [r], ascending: in-neighbours of the halo, not owned or halo
+    ring_owner: torch.Tensor  # int64 [r]
+    ring_degree: torch.Tensor  # int64 [r]
 
 
 def part_dir_name(part: int) -> str:
@@ -250,6 +269,17 @@ def partition_graph(
     return manifest
 
 
+def _rows(
+    indptr: np.ndarray, nbrs: np.ndarray, degree: np.ndarray, nodes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The CSR rows of ``nodes``, renumbered: (indptr [len(nodes) + 1], their neighbours)."""
+    lengths = degree[nodes]
+    ptr = np.zeros(nodes.shape[0] + 1, dtype=np.int64)
+    np.cumsum(lengths, out=ptr[1:])
+    gather = np.repeat(indptr[nodes] - ptr[:-1], lengths) + np.arange(ptr[-1])
+    return ptr, nbrs[gather]
+
+
 def _write_part(
     folder: Path,
     p: int,
@@ -263,13 +293,10 @@ def _write_part(
     degree: np.ndarray,
 ) -> dict[str, Any]:
     folder.mkdir()
-    lengths = degree[owned]
-    local_ptr = np.zeros(owned.shape[0] + 1, dtype=np.int64)
-    np.cumsum(lengths, out=local_ptr[1:])
-    gather = np.repeat(indptr[owned] - local_ptr[:-1], lengths) + np.arange(local_ptr[-1])
-    indices = nbrs[gather]
-    del gather
+    local_ptr, indices = _rows(indptr, nbrs, degree, owned)
     halo = np.unique(indices[part[indices] != p])
+    halo_ptr, halo_nbrs = _rows(indptr, nbrs, degree, halo)
+    ring = np.setdiff1d(np.setdiff1d(np.unique(halo_nbrs), owned, True), halo, True)
     own_masks = tuple(m[owned] for m in masks)
     nodes = pa.table(
         {
@@ -291,6 +318,18 @@ def _write_part(
         }
     )
     pq.write_table(halo_table, folder / "halo.parquet")
+    halo_adj = pa.table(
+        {"node_id": pa.array(halo), "neighbors": csr_to_list_array(halo_ptr, halo_nbrs)}
+    )
+    pq.write_table(halo_adj, folder / "halo_adj.parquet")
+    ring_table = pa.table(
+        {
+            "node_id": pa.array(ring),
+            "owner": pa.array(part[ring].astype(np.int32)),
+            "degree": pa.array(degree[ring]),
+        }
+    )
+    pq.write_table(ring_table, folder / "ring.parquet")
     files = {}
     for fname in PART_FILES:
         path = folder / fname
@@ -304,6 +343,7 @@ def _write_part(
         "num_test": int(own_masks[2].sum()),
         "num_adj_entries": int(indices.shape[0]),
         "num_halo": int(halo.shape[0]),
+        "num_ring": int(ring.shape[0]),
         "files": files,
     }
 
@@ -413,7 +453,7 @@ def read_shard(shard_dir: str | Path, part: int) -> Shard:
             )
         tables[fname] = read_table(path)
 
-    nodes, adj, halo = (tables[f] for f in PART_FILES)
+    nodes, adj, halo, halo_adj, ring = (tables[f] for f in PART_FILES)
     where = str(folder / "nodes.parquet")
     ycol = require_column(nodes, where, "y")
     if manifest["multilabel"]:
@@ -424,7 +464,10 @@ def read_shard(shard_dir: str | Path, part: int) -> Shard:
     indptr, indices = list_column_to_csr(
         require_column(adj, str(folder / "adj.parquet"), "neighbors")
     )
-    hwhere = str(folder / "halo.parquet")
+    hwhere, rwhere = str(folder / "halo.parquet"), str(folder / "ring.parquet")
+    halo_indptr, halo_indices = list_column_to_csr(
+        require_column(halo_adj, str(folder / "halo_adj.parquet"), "neighbors")
+    )
     return Shard(
         part=part,
         num_parts=num_parts,
@@ -443,6 +486,11 @@ def read_shard(shard_dir: str | Path, part: int) -> Shard:
         halo_ids=torch.from_numpy(int_column(halo, hwhere, "node_id")),
         halo_owner=torch.from_numpy(int_column(halo, hwhere, "owner")),
         halo_degree=torch.from_numpy(int_column(halo, hwhere, "degree")),
+        halo_indptr=torch.from_numpy(halo_indptr),
+        halo_indices=torch.from_numpy(halo_indices),
+        ring_ids=torch.from_numpy(int_column(ring, rwhere, "node_id")),
+        ring_owner=torch.from_numpy(int_column(ring, rwhere, "owner")),
+        ring_degree=torch.from_numpy(int_column(ring, rwhere, "degree")),
     )
 
 

@@ -1,13 +1,17 @@
 """A worker's view of its shard: local ids for owned and halo nodes, and the halo exchange.
 
 Local ids ``0..n_p-1`` are the owned nodes (in the shard's ascending global
-order), ``n_p..n_p+h-1`` the halo: out-of-shard neighbours. A worker never
-holds halo features; it needs only their codeword assignments, which their
-owners publish (small integers, exchanged through a :class:`HaloDirectory`
-actor). An owner publishes only its border nodes, the ones some other shard
-has in its halo. Assignments travel as the smallest integer type that holds
-k - 1 (one byte up to k = 256). Global-attention models also share every
-layer's tuple histogram of the owned nodes (:func:`exchange_context`).
+order), ``n_p..n_p+h-1`` the halo: out-of-shard neighbours. A model whose
+blue term reads the receivers' whole rows (GAT, the PyG adapter) also keeps
+the halo's in-neighbour lists and a second ring after the halo: the
+in-neighbours of halo nodes that are neither owned nor halo (ids only). A
+worker never holds halo features; it needs only their codeword assignments,
+which their owners publish (small integers, exchanged through a
+:class:`HaloDirectory` actor). An owner publishes only its border nodes, the
+ones some other shard has in its halo (or second ring). Assignments travel as
+the smallest integer type that holds k - 1 (one byte up to k = 256).
+Global-attention models also share every layer's tuple histogram of the owned
+nodes (:func:`exchange_context`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from vqgnn_dist.data.partition import Shard
-from vqgnn_dist.nn.block import GraphIndex
+from vqgnn_dist.nn.block import GraphIndex, lookup
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.nn.transformer import TupleCounts, merge_tuple_counts, tuple_counts
 
@@ -32,36 +36,54 @@ class LocalGraph:
 
     index: GraphIndex
     num_owned: int
-    global_ids: Tensor  # [n_p + h] global id of every local id
-    border: Tensor  # local ids of the owned nodes with a halo neighbour (ascending)
+    global_ids: Tensor  # [n_p + h (+ r)] global id of every local id
+    owner: Tensor  # [h (+ r)] the part that owns each local id from n_p on
+    border: Tensor  # local ids of the owned nodes other shards read (ascending)
 
     @property
     def num_local(self) -> int:
         return self.global_ids.numel()
 
 
-def local_graph(shard: Shard) -> LocalGraph:
-    """Map the shard's CSR rows (global ids) to local ids, halo rows empty.
+def local_graph(shard: Shard, receiver_rows: bool = False) -> LocalGraph:
+    """Map the shard's CSR rows (global ids) to local ids.
 
-    Degrees are the global ones, so GCN normalisation and SAGE means at the
-    shard border equal the full-graph values. The graph must be symmetric:
-    the receivers of a batch are read from the same rows as its senders.
+    Without ``receiver_rows`` the halo rows are empty. With it the halo rows
+    list their in-neighbours and the second ring follows the halo, its rows
+    empty: a halo receiver's whole row is then in the graph, as learnable
+    coefficients need (nn/block.py). Degrees are the global ones, so GCN
+    normalisation and SAGE means at the shard border equal the full-graph
+    values. The graph must be symmetric: the receivers of a batch are read
+    from the same rows as its senders.
     """
     owned, halo = shard.node_ids, shard.halo_ids
-    n_p, h = owned.numel(), halo.numel()
-    nbr = shard.indices
-    pos = torch.searchsorted(owned, nbr).clamp_max(max(n_p - 1, 0))
-    is_owned = owned[pos] == nbr
-    hpos = torch.searchsorted(halo, nbr).clamp_max(max(h - 1, 0))
-    col = torch.where(is_owned, pos, n_p + hpos)
-    rowptr = torch.cat([shard.indptr, shard.indptr[-1:].expand(h)])
-    deg = torch.cat([shard.degree, shard.halo_degree]).to(torch.get_default_dtype())
+    ring = shard.ring_ids if receiver_rows else shard.ring_ids[:0]
+    known = torch.cat([owned, halo, ring])
+    n_p = owned.numel()
+    ordered = torch.sort(known)
+    rows = [shard.indices] + ([shard.halo_indices] if receiver_rows else [])
+    col = lookup(known, torch.cat(rows), ordered)
+    if bool((col < 0).any()):
+        raise ValueError(f"shard {shard.part}: a neighbour is neither owned, halo nor ring")
+    ptr = [shard.indptr] + ([shard.indptr[-1] + shard.halo_indptr[1:]] if receiver_rows else [])
+    rowptr = torch.cat(ptr)
+    rowptr = torch.cat([rowptr, rowptr[-1:].expand(known.numel() + 1 - rowptr.numel())])
+    degree = [shard.degree, shard.halo_degree] + ([shard.ring_degree] if receiver_rows else [])
+    deg = torch.cat(degree).to(torch.get_default_dtype())
     index = GraphIndex(rowptr, col, rowptr, col, deg, symmetric=True)
     # In a symmetric graph a node is in another shard's halo exactly when it has a
-    # neighbour there, i.e. a halo neighbour here: only these assignments are shared.
-    rows = torch.repeat_interleave(torch.arange(n_p), shard.indptr.diff())
-    border = torch.unique(rows[col >= n_p])
-    return LocalGraph(index, n_p, torch.cat([owned, halo]), border)
+    # neighbour there, i.e. a halo neighbour here; it is in another's second ring
+    # only if it also neighbours such a border node. Only these assignments are shared.
+    own_col = col[: shard.indices.numel()]
+    src = torch.repeat_interleave(torch.arange(n_p), shard.indptr.diff())
+    border = torch.unique(src[own_col >= n_p])
+    if receiver_rows:
+        is_border = torch.zeros(n_p, dtype=torch.bool)
+        is_border[border] = True
+        near = own_col[is_border[src] & (own_col < n_p)]
+        border = torch.unique(torch.cat([border, near]))
+    owner = torch.cat([shard.halo_owner] + ([shard.ring_owner] if receiver_rows else []))
+    return LocalGraph(index, n_p, known, owner, border)
 
 
 @ray.remote(num_cpus=0)
@@ -125,10 +147,9 @@ def exchange_halo(model: VQGNN, shard: Shard, lg: LocalGraph, directory, rank: i
     ray.get(directory.put_assignments.remote(rank, ids, owned))
     dist.barrier()
     moved = sum(t.nbytes for t in owned)
-    if shard.halo_ids.numel():
-        tables = ray.get(
-            directory.get_assignments.remote(shard.halo_ids.numpy(), shard.halo_owner.numpy())
-        )
+    if lg.num_local > lg.num_owned:
+        remote = lg.global_ids[lg.num_owned :].numpy()
+        tables = ray.get(directory.get_assignments.remote(remote, lg.owner.numpy()))
         for i, t in enumerate(tables):
             table = model.assignment(i)
             # Ray hands out read-only views of its object store: copy into the table.

@@ -19,6 +19,7 @@ from vqgnn_dist.data.partition import Shard, read_shard
 from vqgnn_dist.distributed.halo import LocalGraph, local_graph
 from vqgnn_dist.distributed.placement import RayPlacement
 from vqgnn_dist.factory import worker_sampler
+from vqgnn_dist.nn.registry import conv_spec
 from vqgnn_dist.tasks.base import SPLITS, GraphView, Task
 from vqgnn_dist.tasks.inductive import InductiveTask
 from vqgnn_dist.tasks.link import LinkBatchSampler, LinkPredictor, LinkTask
@@ -26,7 +27,7 @@ from vqgnn_dist.tasks.node import NodeTask
 
 
 def shard_view(shard: Shard, lg: LocalGraph, device: torch.device) -> GraphView:
-    """The shard in local ids: owned rows, then zero feature rows for the halo."""
+    """The shard in local ids: owned rows, then zero feature rows for the halo (and ring)."""
     halo = lg.num_local - lg.num_owned
     x = torch.cat([shard.x, shard.x.new_zeros(halo, shard.x.shape[1])])
     return GraphView(
@@ -51,7 +52,8 @@ def build_shard_task(
     cfg: TrainConfig, shard: Shard, placement: RayPlacement, config: dict[str, Any]
 ) -> Task:
     """The task of ``cfg.task`` on this worker's shard (``config``: the trainer's settings)."""
-    lg = local_graph(shard)
+    receiver_rows = conv_spec(cfg.model).receiver_rows
+    lg = local_graph(shard, receiver_rows)
     view = shard_view(shard, lg, placement.device)
     if cfg.task == "link":
         return _link_task(cfg, shard, lg, view, placement, ray.get(config["link_split"]))
@@ -60,7 +62,7 @@ def build_shard_task(
         return NodeTask(view, batches, placement)
     eval_dir, rank = config["eval_shard_dir"], placement.rank
     full = read_shard(eval_dir, rank)
-    eval_view = shard_view(full, local_graph(full), placement.device)
+    eval_view = shard_view(full, local_graph(full, receiver_rows), placement.device)
     seen = (~(full.val_mask | full.test_mask)).nonzero().view(-1)
     if seen.numel() != lg.num_owned:
         raise ConfigError(
@@ -74,7 +76,7 @@ def build_shard_task(
 def _link_task(cfg, shard, lg, view, placement, eval_split) -> LinkTask:
     n_p = lg.num_owned
     rows = torch.repeat_interleave(torch.arange(n_p), shard.indptr.diff())
-    cols = lg.index.col  # local ids; the halo rows of the local graph are empty
+    cols = lg.index.col[: shard.indices.numel()]  # the owned rows, in local ids
     inside = (cols < n_p) & (rows < cols)
     pairs = torch.stack([rows[inside], cols[inside]], dim=1)
     counts = placement.all_sum([float(pairs.shape[0]), float((cols >= n_p).sum())])

@@ -36,6 +36,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from torch_geometric.data import Data
 
 from vqgnn_dist.config import ConfigError, TrainConfig
+from vqgnn_dist.data.errors import DataError
 from vqgnn_dist.data.partition import (
     assign_parts,
     graph_fingerprint,
@@ -84,6 +85,7 @@ def codebook_specs(cfg: TrainConfig, data: Data) -> tuple[list[dict[str, Any]], 
             "codebook_size": cb.codebook_size,
             "group_size": cb.group_size,
             "grad_channels": cb.grad_channels,
+            "grad_features": cb.grad_features,
             "decay": cb.decay,
         }
         for cb in probe.codebooks
@@ -102,14 +104,19 @@ def prepare_shards(
     """
     fingerprint = graph_fingerprint(data, cfg.num_workers, "metis", cfg.seed, part)
     if (shard_dir / "manifest.json").is_file():
-        manifest = read_manifest(shard_dir)
-        if manifest.get("fingerprint") == fingerprint:
+        try:
+            manifest = read_manifest(shard_dir)
+        except DataError as err:  # an older schema or a broken set: ours to rebuild
+            manifest = None
+            print(f"{err}: re-partitioning")
+        if manifest is not None and manifest.get("fingerprint") == fingerprint:
             print(f"reusing shards in {shard_dir}")
             return manifest
-        print(
-            f"{shard_dir} holds shards of another graph or partition (fingerprint "
-            "differs: edges, features, labels, split or settings changed); re-partitioning"
-        )
+        if manifest is not None:
+            print(
+                f"{shard_dir} holds shards of another graph or partition (fingerprint "
+                "differs: edges, features, labels, split or settings changed); re-partitioning"
+            )
     print(f"partitioning into {cfg.num_workers} METIS shards -> {shard_dir}")
     return partition_graph(
         data, cfg.num_workers, shard_dir, method="metis", seed=cfg.seed, part=part

@@ -37,10 +37,10 @@ class ConvSpec:
         build: one VQ-GNN layer (an ``ApproxConv``) of a :class:`LayerShape`.
         full_graph: one exact PyG layer of the same architecture (the full-graph
             baseline), or None where there is no such baseline.
-        receiver_rows: the layer normalises over each receiver's whole row
-            (attention softmax), so a block must read the receivers' rows too; a
-            graph shard lacks the halo receivers' rows, so such a conv trains in
-            one process only.
+        receiver_rows: the layer's blue term reads each receiver's whole row
+            (learnable coefficients: attention, the PyG adapter), so a block reads
+            the receivers' rows too, and a graph shard carries its halo's
+            in-neighbour ids and the second ring (data/partition.py).
         heads: the layer splits ``hidden`` over ``--heads`` attention heads.
     """
 
@@ -49,11 +49,6 @@ class ConvSpec:
     full_graph: Callable[[LayerShape], Any] | None = None
     receiver_rows: bool = False
     heads: bool = False
-
-    @property
-    def sharded(self) -> bool:
-        """Whether the conv trains on graph shards (Ray workers)."""
-        return not self.receiver_rows
 
 
 REGISTRY: dict[str, ConvSpec] = {}
