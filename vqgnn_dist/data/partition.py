@@ -280,6 +280,22 @@ def _rows(
     return ptr, nbrs[gather]
 
 
+def _adj_table(ids: np.ndarray, ptr: np.ndarray, nbrs: np.ndarray) -> pa.Table:
+    """CSR rows of ``ids`` as (node_id, neighbors list<int64>)."""
+    return pa.table({"node_id": pa.array(ids), "neighbors": csr_to_list_array(ptr, nbrs)})
+
+
+def _remote_table(ids: np.ndarray, part: np.ndarray, degree: np.ndarray) -> pa.Table:
+    """Nodes another part owns, as (node_id, owner int32, degree)."""
+    return pa.table(
+        {
+            "node_id": pa.array(ids),
+            "owner": pa.array(part[ids].astype(np.int32)),
+            "degree": pa.array(degree[ids]),
+        }
+    )
+
+
 def _write_part(
     folder: Path,
     p: int,
@@ -308,28 +324,10 @@ def _write_part(
     )
     pq.write_table(nodes, folder / "nodes.parquet", use_dictionary=["split"])
     del nodes
-    adj = pa.table({"node_id": pa.array(owned), "neighbors": csr_to_list_array(local_ptr, indices)})
-    pq.write_table(adj, folder / "adj.parquet")
-    halo_table = pa.table(
-        {
-            "node_id": pa.array(halo),
-            "owner": pa.array(part[halo].astype(np.int32)),
-            "degree": pa.array(degree[halo]),
-        }
-    )
-    pq.write_table(halo_table, folder / "halo.parquet")
-    halo_adj = pa.table(
-        {"node_id": pa.array(halo), "neighbors": csr_to_list_array(halo_ptr, halo_nbrs)}
-    )
-    pq.write_table(halo_adj, folder / "halo_adj.parquet")
-    ring_table = pa.table(
-        {
-            "node_id": pa.array(ring),
-            "owner": pa.array(part[ring].astype(np.int32)),
-            "degree": pa.array(degree[ring]),
-        }
-    )
-    pq.write_table(ring_table, folder / "ring.parquet")
+    pq.write_table(_adj_table(owned, local_ptr, indices), folder / "adj.parquet")
+    pq.write_table(_remote_table(halo, part, degree), folder / "halo.parquet")
+    pq.write_table(_adj_table(halo, halo_ptr, halo_nbrs), folder / "halo_adj.parquet")
+    pq.write_table(_remote_table(ring, part, degree), folder / "ring.parquet")
     files = {}
     for fname in PART_FILES:
         path = folder / fname
