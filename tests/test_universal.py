@@ -201,6 +201,33 @@ def test_without_the_receivers_term_batches_are_not_exact(case: str) -> None:
     assert not torch.allclose(got[0], in_grads[0][batch], rtol=1e-4, atol=1e-10)
 
 
+@pytest.mark.parametrize("case", ["gcn", "gin", "user"])
+def test_receivers_without_a_loss_term_send_no_last_layer_message(case: str) -> None:
+    """The last layer's output gradient is zero at a node outside the loss; its gradient
+    codeword (in training a cluster mean, here made non-zero on purpose) must not reach
+    the batch. With ``loss_nodes`` the batch stays exact; without it (control) it is not."""
+    x, y, edge_index, train = random_graph(5)
+    n_train = int(train.sum())
+    model, oracle, pairs = build(case)
+    index = GraphIndex.from_edge_index(edge_index, N)
+    _, in_grads, _ = oracle_gradients(oracle, pairs, x, edge_index, y, train, n_train)
+    exact_codewords(model, x, index, y, train, n_train)
+    last, cb = model.num_layers - 1, model.codebooks[-1]
+    feats, grads = model.layer_inputs[last].detach(), model.conv_output_grads[last]
+    polluted = grads.clone()
+    polluted[~train] = torch.randn_like(polluted[~train])
+    cb.load_codewords(feats, polluted)
+    batch = torch.randperm(N, generator=torch.Generator().manual_seed(6))[: N // 3]
+    wrong = []
+    for loss_nodes in (train, None):
+        model.loss_nodes = loss_nodes
+        logits_b, blue_b = model(x[batch], model.block(index, batch))
+        loss_b = loss_fn(logits_b, y[batch], train[batch], n_train) + blue_b
+        got = torch.autograd.grad(loss_b, model.layer_inputs[last])[0]
+        wrong.append(not torch.allclose(got, in_grads[last - 1][batch], rtol=1e-4, atol=1e-10))
+    assert wrong == [False, True]
+
+
 @pytest.mark.parametrize(
     "layer",
     [

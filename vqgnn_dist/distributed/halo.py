@@ -88,26 +88,27 @@ def local_graph(shard: Shard, receiver_rows: bool = False) -> LocalGraph:
 
 @ray.remote(num_cpus=0)
 class HaloDirectory:
-    """Where owners publish their border nodes' assignments and workers fetch their halo's."""
+    """Where owners publish tables of their border nodes (codeword assignments, loss
+    flags) and workers fetch their halo's rows, each ``kind`` of table apart."""
 
     def __init__(self) -> None:
-        self._assignments: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
+        self._tables: dict[tuple[str, int], tuple[np.ndarray, list[np.ndarray]]] = {}
 
-    async def put_assignments(
-        self, part: int, node_ids: np.ndarray, tables: list[np.ndarray]
+    async def put(
+        self, kind: str, part: int, node_ids: np.ndarray, tables: list[np.ndarray]
     ) -> None:
-        """Publish the assignments of the nodes a worker owns (global ids ascending)."""
-        self._assignments[part] = (node_ids, tables)
+        """Publish ``tables`` (one row per node) of nodes ``part`` owns (global ids ascending)."""
+        self._tables[(kind, part)] = (node_ids, tables)
 
-    async def get_assignments(self, node_ids: np.ndarray, owners: np.ndarray) -> list[np.ndarray]:
-        """Assignments of the given nodes (each with its owner part), one table per layer."""
+    async def get(self, kind: str, node_ids: np.ndarray, owners: np.ndarray) -> list[np.ndarray]:
+        """The rows of the given nodes (each with its owner part) of every ``kind`` table."""
         out = None
         for part in np.unique(owners):
-            ids, tables = self._assignments[int(part)]
+            ids, tables = self._tables[(kind, int(part))]
             where = owners == part
             pos = np.searchsorted(ids, node_ids[where])
             if out is None:
-                out = [np.empty((node_ids.size, t.shape[1]), dtype=t.dtype) for t in tables]
+                out = [np.empty((node_ids.size, *t.shape[1:]), dtype=t.dtype) for t in tables]
             for o, t in zip(out, tables, strict=True):
                 o[where] = t[pos]
         return out or []
@@ -144,12 +145,12 @@ def exchange_halo(model: VQGNN, shard: Shard, lg: LocalGraph, directory, rank: i
     border = lg.border.to(model.assignment(0).device)
     owned = [model.assignment(i)[border].to(wire).cpu().numpy() for i in range(model.num_layers)]
     ids = shard.node_ids[lg.border].numpy()
-    ray.get(directory.put_assignments.remote(rank, ids, owned))
+    ray.get(directory.put.remote("assignments", rank, ids, owned))
     dist.barrier()
     moved = sum(t.nbytes for t in owned)
     if lg.num_local > lg.num_owned:
         remote = lg.global_ids[lg.num_owned :].numpy()
-        tables = ray.get(directory.get_assignments.remote(remote, lg.owner.numpy()))
+        tables = ray.get(directory.get.remote("assignments", remote, lg.owner.numpy()))
         for i, t in enumerate(tables):
             table = model.assignment(i)
             # Ray hands out read-only views of its object store: copy into the table.
@@ -159,3 +160,19 @@ def exchange_halo(model: VQGNN, shard: Shard, lg: LocalGraph, directory, rank: i
     if model.global_attention:
         moved += exchange_context(model, lg.num_owned)
     return moved
+
+
+def share_flags(shard: Shard, lg: LocalGraph, flags: Tensor, directory, rank: int) -> Tensor:
+    """``flags`` [n_p] of the owned nodes, extended to every local id: the halo's (and
+    ring's) come from their owners (one byte per border node, once per run)."""
+    border = lg.border.to(flags.device)
+    mine = [flags[border].to(torch.uint8).cpu().numpy()]
+    ray.get(directory.put.remote("flags", rank, shard.node_ids[lg.border].numpy(), mine))
+    dist.barrier()
+    rest = flags.new_zeros(lg.num_local - lg.num_owned)
+    if rest.numel():
+        remote = lg.global_ids[lg.num_owned :].numpy()
+        (table,) = ray.get(directory.get.remote("flags", remote, lg.owner.numpy()))
+        rest = torch.tensor(table, device=flags.device).bool()
+    dist.barrier()
+    return torch.cat([flags, rest])

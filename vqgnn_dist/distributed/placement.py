@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from vqgnn_dist.distributed.halo import exchange_halo
+from vqgnn_dist.distributed.halo import exchange_halo, share_flags
 from vqgnn_dist.tasks.base import GraphView
 
 
@@ -69,3 +69,7 @@ class RayPlacement:
     def exchange(self, model: Any, view: GraphView) -> int:
         shard, lg = view.halo
         return exchange_halo(model, shard, lg, self.directory, self.rank)
+
+    def share_flags(self, view: GraphView, flags: Tensor) -> Tensor:
+        shard, lg = view.halo
+        return share_flags(shard, lg, flags, self.directory, self.rank)

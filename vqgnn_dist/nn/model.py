@@ -152,6 +152,11 @@ class VQGNN(nn.Module):
         # `remote_context[layer]` counts the tuples of the nodes other workers own.
         self.owned_nodes: int | None = None
         self.remote_context: list[TupleCounts] | None = None
+        # [num_nodes] bool, the nodes whose outputs enter the full-graph loss (a task's
+        # training nodes): the last layer's output gradient of any other node is zero,
+        # so its gradient codeword, a cluster mean, is not sent as a blue message to the
+        # batch (Eq. 7). None: every node may carry a loss term.
+        self.loss_nodes: Tensor | None = None
         # The per-phase time budget (vqgnn_dist/timing.py); a loop that reports it
         # replaces it with one of its own device and reads it per epoch.
         self.timer = PhaseTimer()
@@ -230,7 +235,12 @@ class VQGNN(nn.Module):
                 s = conv.blue_term(h_drop, out, block, cb, assign)  # every outside node receives
                 blue = blue + (s - s.detach())
             elif cb.grad_channels and h.requires_grad and block.receivers.numel():
-                g_tilde = CodewordRows(cb, assign.index_select(0, block.receivers), gradient=True)
+                g_tilde = CodewordRows(
+                    cb,
+                    assign.index_select(0, block.receivers),
+                    gradient=True,
+                    keep=self._loss_receivers(layer, block),
+                )
                 s = conv.blue(h_drop, out, g_tilde, block)
                 blue = blue + (s - s.detach())
             self._cache.append((h, grad))
@@ -238,6 +248,12 @@ class VQGNN(nn.Module):
             if layer < self.num_layers - 1:
                 h = F.relu(h)
         return h, blue
+
+    def _loss_receivers(self, layer: int, block: Block) -> Tensor | None:
+        """Which receivers' last-layer gradient codewords count (:attr:`loss_nodes`)."""
+        if self.loss_nodes is None or layer != self.num_layers - 1:
+            return None
+        return self.loss_nodes.index_select(0, block.receivers)
 
     # ------------------------------------------------------------ codebooks
     def codebook_stats(self) -> list[CodebookStats]:

@@ -120,6 +120,11 @@ class Placement(Protocol):
         """Bring ``model``'s halo assignments of ``view`` up to date; the bytes moved."""
         ...
 
+    def share_flags(self, view: GraphView, flags: Tensor) -> Tensor:
+        """``flags`` of ``view``'s owned nodes extended to all its local ids (the halo's
+        from their owners)."""
+        ...
+
 
 @dataclass
 class LocalPlacement:
@@ -144,6 +149,9 @@ class LocalPlacement:
     def exchange(self, model: Any, view: GraphView) -> int:
         return 0
 
+    def share_flags(self, view: GraphView, flags: Tensor) -> Tensor:
+        return flags
+
 
 class Task(Protocol):
     """What a task is: its steps, its loss, and its evaluation (see the module docstring)."""
@@ -153,6 +161,9 @@ class Task(Protocol):
     out_dim: int
     view: GraphView  # the graph it trains on
     predictor: torch.nn.Module | None
+    # [num_local] whether a node's output enters the full-graph loss (its last-layer
+    # gradient can be non-zero); None: any node's may (link prediction)
+    loss_nodes: Tensor | None
 
     def epoch(self, epoch: int, full_graph: bool = False) -> list[Step]:
         """The steps of ``epoch`` (``full_graph``: for a method that runs every node)."""

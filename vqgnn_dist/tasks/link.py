@@ -178,6 +178,7 @@ class LinkTask:
         edges_within: float | None = None,
     ) -> None:
         self.view, self.sampler, self.predictor = view, sampler, predictor
+        self.loss_nodes = None  # pairs may end at any node
         self.placement, self.hits_k, self.edges_within = placement, hits_k, edges_within
         self.out_dim = out_dim
         self.num_train_edges = int(placement.all_sum([float(sampler.pairs.shape[0])])[0])

@@ -43,6 +43,11 @@ class NodeTask:
         self.out_dim = view.num_classes
         self.metric = "micro_f1" if view.multilabel else "accuracy"
         self.predictor = None
+        self.loss_nodes = placement.share_flags(view, self._labelled(view.masks["train"], view.y))
+
+    def _labelled(self, mask: Tensor, y: Tensor) -> Tensor:
+        """The nodes of ``mask`` that enter the loss (a class id of -1 is no label)."""
+        return mask if self.view.multilabel else mask & (y >= 0)
 
     def epoch(self, epoch: int, full_graph: bool = False) -> list[Step]:
         if full_graph:  # one step of every node
@@ -50,9 +55,8 @@ class NodeTask:
         return [Step(b) for b in self.batches(epoch)]
 
     def loss(self, out: Tensor, step: Step) -> Tensor:
-        y, mask = self.view.y[step.nodes], self.view.masks["train"][step.nodes]
-        if not self.view.multilabel:
-            mask = mask & (y >= 0)
+        y = self.view.y[step.nodes]
+        mask = self._labelled(self.view.masks["train"][step.nodes], y)
         total = self.placement.all_sum([float(mask.sum())])[0]
         return node_loss(out, y, mask, total)
 

@@ -112,6 +112,7 @@ class VQMethod(_Method):
         super().__init__(cfg, task, model.to(view.x.device))
         self.view, self.sync, self.out_dim = view, sync, task.out_dim
         self.model.owned_nodes = view.num_owned  # global attention: halo rows are others'
+        self.model.loss_nodes = task.loss_nodes
         self.model.timer = self.timer = PhaseTimer(self.device)
         self.mode = inference or inference_mode(cfg, self.model)
         self.eval_model: VQGNN | None = None

@@ -98,14 +98,16 @@ class CodewordRows:
     codebook: ProductCodebook
     assignment: Tensor
     gradient: bool = False
+    keep: Tensor | None = None  # [h] bool: gradient rows of the other nodes are zeros
 
     def __len__(self) -> int:
         return self.assignment.shape[0]
 
     def rows(self) -> Tensor:
-        if self.gradient:
-            return self.codebook.gradient_codewords(self.assignment)
-        return self.codebook.feature_codewords(self.assignment)
+        if not self.gradient:
+            return self.codebook.feature_codewords(self.assignment)
+        g = self.codebook.gradient_codewords(self.assignment)
+        return g if self.keep is None else g * self.keep.unsqueeze(1).to(g.dtype)
 
 
 def merge_stats(parts: list[CodebookStats]) -> CodebookStats:
