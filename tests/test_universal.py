@@ -21,7 +21,7 @@ import torch_geometric.nn as pyg
 from torch import Tensor, nn
 from torch_geometric.utils import softmax
 
-from vqgnn_dist.nn.adapter import MessagePassingConv, UnsupportedLayerError
+from vqgnn_dist.nn.adapter import MessagePassingConv, UnsupportedLayerError, reads_edges
 from vqgnn_dist.nn.block import GraphIndex
 from vqgnn_dist.nn.full_graph import FullGraphGNN
 from vqgnn_dist.nn.model import VQGNN
@@ -77,6 +77,19 @@ def user_layers() -> list[nn.Module]:
     return [pyg.GCNConv(F_IN, HIDDEN), GatedMean(HIDDEN, HIDDEN), SoftmaxSum(HIDDEN, CLASSES)]
 
 
+EDGE_DIM = 5
+
+
+def edge_layers() -> list[nn.Module]:
+    """Layers that read edge features: a sum (GINE), two attentions (GATv2, Transformer)."""
+    mlp = nn.Sequential(nn.Linear(F_IN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN))
+    return [
+        pyg.GINEConv(mlp, train_eps=True, edge_dim=EDGE_DIM),
+        pyg.GATv2Conv(HIDDEN, HIDDEN // 2, heads=2, edge_dim=EDGE_DIM),
+        pyg.TransformerConv(HIDDEN, CLASSES, edge_dim=EDGE_DIM),
+    ]
+
+
 CASES = LOCAL_MODELS + ["user"]
 
 
@@ -105,8 +118,8 @@ def build(case: str, num_nodes: int = N) -> tuple[VQGNN, list[nn.Module], list[t
     """The VQ-GNN model, the PyG layers of the oracle with the same weights, and the
     (model parameter, oracle parameter) pairs whose gradients must agree."""
     torch.manual_seed(0)
-    if case == "user":
-        layers = user_layers()
+    if case in ("user", "edges"):
+        layers = user_layers() if case == "user" else edge_layers()
         oracle = copy.deepcopy(layers)  # the adapter owns its layers (GCN's norm is ours)
         model = VQGNN(layers, F_IN, None, None, None, num_nodes, num_nodes, dropout=0.0)
     else:
@@ -124,13 +137,16 @@ def build(case: str, num_nodes: int = N) -> tuple[VQGNN, list[nn.Module], list[t
     return model, oracle, pairs
 
 
-def pyg_full_graph(oracle: list[nn.Module], x: Tensor, edge_index: Tensor):
+def pyg_full_graph(oracle: list[nn.Module], x: Tensor, edge_index: Tensor, edge_attr=None):
     """Logits and the layer inputs X^(1..L-1) of one full-graph PyG forward."""
     h, inputs = x, []
     for i, layer in enumerate(oracle):
         if i:
             inputs.append(h)
-        h = layer(h, edge_index)
+        if edge_attr is not None and reads_edges(layer):
+            h = layer(h, edge_index, edge_attr=edge_attr)
+        else:
+            h = layer(h, edge_index)
         if i < len(oracle) - 1:
             h = F.relu(h)
     return h, inputs
@@ -151,8 +167,8 @@ def exact_codewords(model: VQGNN, x: Tensor, index: GraphIndex, y, train, n_trai
         model.assignment(layer)[:] = everyone[:, None].to(model.assignment(layer).dtype)
 
 
-def oracle_gradients(oracle, pairs, x, edge_index, y, train, n_train):
-    logits, inputs = pyg_full_graph(oracle, x, edge_index)
+def oracle_gradients(oracle, pairs, x, edge_index, y, train, n_train, edge_attr=None):
+    logits, inputs = pyg_full_graph(oracle, x, edge_index, edge_attr)
     grads = torch.autograd.grad(loss_fn(logits, y, train, n_train), inputs + [q for _, q in pairs])
     return logits.detach(), grads[: len(inputs)], grads[len(inputs) :]
 
@@ -199,6 +215,38 @@ def test_without_the_receivers_term_batches_are_not_exact(case: str) -> None:
         loss_fn(logits_b, y[batch], train[batch], n_train), model.layer_inputs[1:]
     )
     assert not torch.allclose(got[0], in_grads[0][batch], rtol=1e-4, atol=1e-10)
+
+
+def test_edge_features_reach_every_layer_exactly() -> None:
+    """Layers reading edge features (GINEConv, GATv2Conv and TransformerConv with
+    ``edge_dim``) get each block edge's own features: batch outputs, input gradients and
+    summed weight gradients equal PyG's full graph. Control: the same batches with the
+    edge features zeroed do not."""
+    x, y, edge_index, train = random_graph(7)
+    attr = torch.randn(edge_index.shape[1], EDGE_DIM, generator=torch.Generator().manual_seed(8))
+    n_train = int(train.sum())
+    model, oracle, pairs = build("edges")
+    logits, in_grads, p_grads = oracle_gradients(
+        oracle, pairs, x, edge_index, y, train, n_train, attr
+    )
+    index = GraphIndex.from_edge_index(edge_index, N, attr)
+    exact_codewords(model, x, index, y, train, n_train)
+    summed = [torch.zeros_like(p) for p, _ in pairs]
+    for batch in torch.randperm(N, generator=torch.Generator().manual_seed(9)).chunk(3):
+        block = model.block(index, batch)
+        logits_b, blue_b = model(x[batch], block)
+        loss_b = loss_fn(logits_b, y[batch], train[batch], n_train) + blue_b
+        grads = torch.autograd.grad(loss_b, model.layer_inputs[1:] + [p for p, _ in pairs])
+        torch.testing.assert_close(logits_b, logits[batch], rtol=1e-4, atol=1e-8)
+        for layer, got in enumerate(grads[: LAYERS - 1]):
+            torch.testing.assert_close(got, in_grads[layer][batch], rtol=1e-4, atol=1e-10)
+        for acc, g in zip(summed, grads[LAYERS - 1 :], strict=True):
+            acc += g
+    for acc, ref in zip(summed, p_grads, strict=True):
+        torch.testing.assert_close(acc.view_as(ref), ref, rtol=1e-4, atol=1e-10)
+    blank = GraphIndex.from_edge_index(edge_index, N, torch.zeros_like(attr))
+    logits_0, _ = model(x[batch], model.block(blank, batch))
+    assert not torch.allclose(logits_0, logits[batch], rtol=1e-4, atol=1e-8)
 
 
 @pytest.mark.parametrize("case", ["gcn", "gin", "user"])

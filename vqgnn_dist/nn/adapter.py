@@ -36,6 +36,8 @@ anything that is not a source-to-target ``MessagePassing`` layer.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch_geometric.nn as pyg
 from torch import Tensor, nn
@@ -81,14 +83,35 @@ def check_convolution(layer: nn.Module) -> None:
         )
 
 
+def reads_edges(layer: nn.Module) -> bool:
+    """Whether ``layer`` reads edge features: its ``forward`` takes ``edge_attr`` and,
+    where it has an ``edge_dim`` (GATConv, TransformerConv), that is set."""
+    if "edge_attr" not in inspect.signature(layer.forward).parameters:
+        return False
+    return getattr(layer, "edge_dim", 0) is not None
+
+
+def edge_width(layer: nn.Module, in_features: int) -> int:
+    """The width of the edge features ``layer`` reads: its ``edge_dim``, or the input of
+    GINEConv's edge map, or (no map) the node rows' width."""
+    width = getattr(layer, "edge_dim", None)
+    if width is None and isinstance(getattr(layer, "lin", None), pyg.Linear):
+        width = layer.lin.in_channels
+    return int(width or in_features)
+
+
 @torch.no_grad()
 def output_width(layer: nn.Module, in_features: int) -> int:
     """The width of ``layer``'s output for ``in_features``-wide rows, by one call on two nodes."""
     was_training = layer.training
     layer.eval()
     probe = torch.zeros(2, in_features, dtype=torch.get_default_dtype())
+    edge = torch.tensor([[0], [1]])
+    kwargs = {}
+    if reads_edges(layer):
+        kwargs["edge_attr"] = probe.new_zeros(1, edge_width(layer, in_features))
     try:
-        out = layer(probe, torch.tensor([[0], [1]]))
+        out = layer(probe, edge, **kwargs)
     except Exception as err:
         raise UnsupportedLayerError(
             f"{type(layer).__name__} does not take {in_features}-wide rows and an "
@@ -121,15 +144,25 @@ class MessagePassingConv(ApproxConv):
         if self.symmetric_norm:
             layer.normalize = False
         self.in_features = in_features
+        # Layers that read edge features get a block's (GINEConv, GATConv(edge_dim=...)).
+        self.edge_features = reads_edges(layer)
         self.grad_features = output_width(layer, in_features)
 
     def _run(
-        self, rows: Tensor, src: Tensor, dst: Tensor, loops: Tensor, deg: Tensor, detach: bool
+        self,
+        rows: Tensor,
+        src: Tensor,
+        dst: Tensor,
+        loops: Tensor,
+        deg: Tensor,
+        attr: Tensor | None,
+        detach: bool,
     ) -> Tensor:
-        """The layer over rows ``H`` and edges ``dst <- src`` (rows of H). ``loops`` are the
-        destination rows, ``deg`` the global in-degree of every row of H. With ``detach``
-        the parameters are constants."""
+        """The layer over rows ``H`` and edges ``dst <- src`` (rows of H) with features
+        ``attr``. ``loops`` are the destination rows, ``deg`` the global in-degree of every
+        row of H. With ``detach`` the parameters are constants."""
         args: tuple[Tensor, ...]
+        kwargs = {"edge_attr": attr} if self.edge_features and attr is not None else {}
         if self.symmetric_norm:
             dinv = (deg + float(self.self_loop)).clamp_min(1.0).rsqrt()
             if self.self_loop:
@@ -139,23 +172,25 @@ class MessagePassingConv(ApproxConv):
         else:
             args = (rows, torch.stack([src, dst]))
         if not detach:
-            return self.layer(*args)
+            return self.layer(*args, **kwargs)
         constants = {k: v.detach() for k, v in self.layer.named_parameters()}
-        return functional_call(self.layer, constants, args)
+        return functional_call(self.layer, constants, args, kwargs)
 
     def messages(self, h: Tensor, out: Rows, block: Block) -> Tensor:
         """The layer's output at the batch rows over their whole in-neighbourhoods (Eq. 6)."""
         b = block.num_batch
         rows = torch.cat([h, out.rows()])
         loops = torch.arange(b, device=h.device)
-        return self._run(rows, block.fwd_src, block.fwd_dst, loops, block.deg, False)[:b]
+        fwd = (block.fwd_src, block.fwd_dst, loops, block.deg, block.fwd_attr)
+        return self._run(rows, *fwd, False)[:b]
 
     def blue(self, h: Tensor, out: Rows, g: Rows, block: Block) -> Tensor:
         """``sum_j < out_j , G~_j >`` over the receivers j, their outputs taken over their
         whole in-neighbourhoods with the batch rows live (Eq. 7, general form)."""
         rows = torch.cat([h, out.rows()])
         at = block.receiver_row
-        out_r = self._run(rows, block.blue_src, at[block.blue_dst], at, block.deg, True)
+        blue = (block.blue_src, at[block.blue_dst], at, block.deg, block.blue_attr)
+        out_r = self._run(rows, *blue, True)
         return (out_r[at] * g.rows()).sum()
 
     def transform(self, m: Tensor, h_self: Tensor) -> Tensor:

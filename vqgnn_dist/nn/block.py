@@ -17,13 +17,19 @@ import torch
 from torch import Tensor
 
 
-def gather_rows(rowptr: Tensor, col: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-    """Entries of the given CSR rows: (position of the row in ``rows``, column id)."""
+def gather_entries(rowptr: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Entries of the given CSR rows: (position of the row in ``rows``, entry index)."""
     start = rowptr[rows]
     count = rowptr[rows + 1] - start
     pos = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), count)
     offset = torch.arange(pos.numel(), device=rows.device) - (count.cumsum(0) - count)[pos]
-    return pos, col[start[pos] + offset]
+    return pos, start[pos] + offset
+
+
+def gather_rows(rowptr: Tensor, col: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Entries of the given CSR rows: (position of the row in ``rows``, column id)."""
+    pos, entry = gather_entries(rowptr, rows)
+    return pos, col[entry]
 
 
 @dataclass
@@ -35,6 +41,7 @@ class GraphIndex:
     the same tensors. ``deg`` is the in-degree without self-loops. ``symmetric``
     says that a node's receivers are its senders (also on a shard, whose halo
     rows are empty but whose owned rows are whole), so a block reads them once.
+    ``edge_attr`` are the edge features, one row per entry of ``col``.
     """
 
     rowptr: Tensor
@@ -43,37 +50,49 @@ class GraphIndex:
     out_col: Tensor
     deg: Tensor
     symmetric: bool = False
+    edge_attr: Tensor | None = None
 
     @property
     def num_nodes(self) -> int:
         return self.rowptr.numel() - 1
 
     @classmethod
-    def from_edge_index(cls, edge_index: Tensor, num_nodes: int) -> GraphIndex:
-        """Build from a [2, m] edge list of (source, target) pairs, self-loops removed."""
+    def from_edge_index(
+        cls, edge_index: Tensor, num_nodes: int, edge_attr: Tensor | None = None
+    ) -> GraphIndex:
+        """Build from a [2, m] edge list of (source, target) pairs (and their [m, e]
+        features), self-loops removed."""
         src, dst = edge_index[0], edge_index[1]
         keep = src != dst
         src, dst = src[keep], dst[keep]
-        rowptr, col = _csr(dst, src, num_nodes)
+        rowptr, order = _csr(dst, src, num_nodes)
+        col = src[order]
+        attr = None if edge_attr is None else edge_attr[keep][order]
         symmetric = _is_symmetric(src, dst, num_nodes)
-        out_rowptr, out_col = (rowptr, col) if symmetric else _csr(src, dst, num_nodes)
+        if symmetric:
+            out_rowptr, out_col = rowptr, col
+        else:
+            out_rowptr, out_order = _csr(src, dst, num_nodes)
+            out_col = dst[out_order]
         deg = (rowptr[1:] - rowptr[:-1]).to(torch.get_default_dtype())
-        return cls(rowptr, col, out_rowptr, out_col, deg, symmetric)
+        return cls(rowptr, col, out_rowptr, out_col, deg, symmetric, attr)
 
     def to(self, device: torch.device | str) -> GraphIndex:
         rowptr, col, deg = (t.to(device) for t in (self.rowptr, self.col, self.deg))
+        attr = None if self.edge_attr is None else self.edge_attr.to(device)
         if self.symmetric:
-            return GraphIndex(rowptr, col, rowptr, col, deg, True)
+            return GraphIndex(rowptr, col, rowptr, col, deg, True, attr)
         out_rowptr, out_col = self.out_rowptr.to(device), self.out_col.to(device)
-        return GraphIndex(rowptr, col, out_rowptr, out_col, deg, False)
+        return GraphIndex(rowptr, col, out_rowptr, out_col, deg, False, attr)
 
 
 def _csr(row: Tensor, col: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+    """``rowptr`` of the entries ``(row, col)`` and the order that sorts them by row."""
     order = torch.argsort(row * num_nodes + col)
     counts = torch.bincount(row, minlength=num_nodes)
     rowptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=row.device)
     rowptr[1:] = counts.cumsum(0)
-    return rowptr, col[order]
+    return rowptr, order
 
 
 def _is_symmetric(src: Tensor, dst: Tensor, num_nodes: int) -> bool:
@@ -123,6 +142,8 @@ class Block:
     deg: Tensor  # [b + h] in-degree of the rows of H
     receiver_deg: Tensor  # [r]
     num_inner: int  # forward edges whose source is a batch row (they come first)
+    fwd_attr: Tensor | None = None  # edge features of the forward edges
+    blue_attr: Tensor | None = None  # and of the blue edges (with receiver rows)
 
     @property
     def num_batch(self) -> int:
@@ -166,7 +187,8 @@ def build_block(
     """
     b = batch.numel()
     in_batch = torch.sort(batch)
-    fwd_dst, fwd_glob = gather_rows(index.rowptr, index.col, batch)
+    fwd_dst, fwd_entry = gather_entries(index.rowptr, batch)
+    fwd_glob = index.col[fwd_entry]
     fwd_pos = lookup(batch, fwd_glob, in_batch)
     inner = fwd_pos >= 0
     outer_dst, outer_glob = fwd_dst[~inner], fwd_glob[~inner]
@@ -185,8 +207,11 @@ def build_block(
         receivers, blue_dst = torch.unique(recv_glob, return_inverse=True)
         blue_src = sender
     receiver_row = torch.full_like(receivers, -1)
+    attr, blue_attr = index.edge_attr, None
     if receiver_rows:
-        rdst, rsrc_glob = gather_rows(index.rowptr, index.col, receivers)
+        rdst, rentry = gather_entries(index.rowptr, receivers)
+        rsrc_glob = index.col[rentry]
+        blue_attr = None if attr is None else attr[rentry]
         extra = torch.cat([rsrc_glob, receivers])
         extra = extra[lookup(batch, extra, in_batch) < 0]
         if extra.numel():
@@ -211,6 +236,8 @@ def build_block(
         deg=index.deg[rows],
         receiver_deg=index.deg[receivers],
         num_inner=int(inner.sum()),
+        fwd_attr=None if attr is None else attr[torch.cat([fwd_entry[inner], fwd_entry[~inner]])],
+        blue_attr=blue_attr,
     )
 
 
