@@ -102,11 +102,11 @@ class VQGNN(nn.Module):
         self,
         conv: str | Sequence[nn.Module],
         in_dim: int,
-        hidden: int | None,
-        out_dim: int | None,
-        num_layers: int | None,
-        num_nodes: int,
-        codebook_size: int,
+        hidden: int | None = None,
+        out_dim: int | None = None,
+        num_layers: int | None = None,
+        num_nodes: int | None = None,
+        codebook_size: int = 64,
         group_size: int = 4,
         heads: int = 1,
         dropout: float = 0.5,
@@ -115,6 +115,11 @@ class VQGNN(nn.Module):
         freeze_input_codebook: bool = False,
     ) -> None:
         super().__init__()
+        if num_nodes is None or num_nodes < 1:
+            raise ValueError(
+                f"VQGNN(num_nodes={num_nodes}): give the number of nodes whose codeword "
+                "assignments the model keeps (data.num_nodes)"
+            )
         self.dropout = dropout
         if isinstance(conv, str):
             self.conv_name = conv
