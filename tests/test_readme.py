@@ -40,6 +40,16 @@ def in_data_folder(cora_root: Path, tmp_path: Path):
     os.chdir(old)
 
 
+def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series TensorBoard reads from ``log_dir``: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in tags}
+
+
 def run_block(code: str) -> str:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -65,6 +75,9 @@ def test_the_readme_distributed_fit_trains_on_two_workers(ray_cluster, in_data_f
     assert "'codebook'" in moved and "'allreduce'" in moved
     metrics = (in_data_folder / "runs" / "py" / "metrics.json").read_text()
     assert '"num_workers": 2' in metrics
+    board = scalars(in_data_folder / "runs" / "py" / "tb")
+    assert [step for step, _ in board["epoch/bytes_codebook"]] == list(range(1, 31))
+    assert all(value > 0 for _, value in board["epoch/bytes_allreduce"])
 
 
 def test_fit_refuses_an_unknown_setting_in_one_line() -> None:
@@ -83,6 +96,18 @@ def test_a_one_process_fit_is_loaded_back_and_predicts(cora_root: Path, tmp_path
     pred = vq.predict(model, data).argmax(1)
     acc = float((pred == data.y)[data.test_mask].float().mean())
     assert acc == pytest.approx(result.metrics["test_acc_exact_inference"], abs=1e-6)
+    board = scalars(result.output_dir / "tb")
+    history = result.metrics["history"]
+    assert board["epoch/loss"] == [(h["epoch"], pytest.approx(h["loss"])) for h in history]
+    for tag in ("epoch/val_acc", "codebook/layer1/eps", "codebook/layer1/perplexity",
+                "codebook/layer0/dead", "epoch/time_s", "phase/forward"):  # fmt: skip
+        assert len(board[tag]) == 5, tag
+
+
+def test_no_tensorboard_writes_no_events(cora_root: Path, tmp_path: Path) -> None:
+    data = vq.load_graph("cora", cora_root)
+    vq.fit(data, epochs=1, output_dir=str(tmp_path), tensorboard=False, progress=False)
+    assert (tmp_path / "metrics.json").is_file() and not (tmp_path / "tb").exists()
 
 
 def test_every_public_name_resolves_and_the_bare_import_loads_no_torch() -> None:

@@ -17,10 +17,9 @@ from vqgnn_dist.data.errors import DataError
 
 def run_and_save(cfg: TrainConfig, data) -> dict[str, Any]:
     from vqgnn_dist.run import run
-    from vqgnn_dist.train.metrics import write_json_atomic
 
     result = run(cfg, data)
-    path = write_json_atomic(Path(cfg.output_dir) / "metrics.json", result)
+    path = Path(cfg.output_dir) / "metrics.json"
     print(
         f"{cfg.method:>10} {cfg.model}: test {result.get('metric', 'acc')} "
         f"{result['test_acc']:.4f} "

@@ -56,6 +56,9 @@ HELP = {
     "task": "node (classification), link (prediction, Hits@K/MRR), inductive (unseen nodes)",
     "link_predictor": "--task link: mlp on h_u * h_v, or dot",
     "hits_k": "--task link: K of Hits@K",
+    "tensorboard": "write every epoch's loss, accuracies, per-layer VQ error, perplexity, "
+    "dead codewords, epoch time and bytes moved as TensorBoard events under "
+    "OUTPUT_DIR/tb (default on; --no-tensorboard: off)",
 }
 
 

@@ -67,6 +67,7 @@ class TrainConfig:
     init_checkpoint: str | None = None
     resume: bool = False
     output_dir: str = "runs/latest"
+    tensorboard: bool = True
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` on the first impossible setting; return self."""

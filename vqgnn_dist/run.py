@@ -4,19 +4,22 @@ The CLI, Ray Tune, the benchmark, the experiment scripts and the jobs all
 train through it: ``cfg.num_workers == 0`` trains in this process
 (:func:`vqgnn_dist.train.local.train`), ``P > 0`` on P Ray Train workers with a
 codebook server (:func:`vqgnn_dist.distributed.trainer.train_distributed`).
-Either way ``on_epoch(record)`` sees every epoch's record as it is made.
+Either way ``on_epoch(record)`` sees every epoch's record as it is made, and
+(``cfg.tensorboard``, the default) TensorBoard events of them go to
+``OUTPUT_DIR/tb`` (:mod:`vqgnn_dist.train.tensorboard`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from torch_geometric.data import Data
 
 from vqgnn_dist.config import TrainConfig
-from vqgnn_dist.train.metrics import check_output_dir
+from vqgnn_dist.train.metrics import check_output_dir, write_json_atomic
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -28,21 +31,48 @@ def run(
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
 ) -> dict[str, Any]:
-    """Train ``cfg`` on ``data`` where ``cfg.num_workers`` says; the run's metrics.
+    """Train ``cfg`` on ``data`` where ``cfg.num_workers`` says; the run's metrics, also
+    written to ``OUTPUT_DIR/metrics.json``.
 
     The output folder is checked first, so a run that could not save fails before it
     trains (:func:`~vqgnn_dist.train.metrics.check_output_dir`).
     """
     check_output_dir(cfg.output_dir)
-    if cfg.num_workers == 0:
-        from vqgnn_dist.train.local import train
+    board = None
+    if cfg.tensorboard:
+        from vqgnn_dist.train.tensorboard import EpochBoard
 
-        return train(cfg, data, progress=progress, on_epoch=on_epoch)
-    from vqgnn_dist.distributed.trainer import train_distributed
+        board = EpochBoard(Path(cfg.output_dir) / "tb")
+    callback = _both(on_epoch, board)
+    try:
+        if cfg.num_workers == 0:
+            from vqgnn_dist.train.local import train
 
-    if on_epoch is None:
-        return train_distributed(cfg, data)
-    return _relayed(cfg, data, on_epoch)
+            result = train(cfg, data, progress=progress, on_epoch=callback)
+        else:
+            from vqgnn_dist.distributed.trainer import train_distributed
+
+            if callback is None:
+                result = train_distributed(cfg, data)
+            else:
+                result = _relayed(cfg, data, callback)
+    finally:
+        if board is not None:
+            board.close()
+    write_json_atomic(Path(cfg.output_dir) / "metrics.json", result)
+    return result
+
+
+def _both(first: EpochCallback | None, second: EpochCallback | None) -> EpochCallback | None:
+    """One callback calling ``first`` then ``second`` (either may be None)."""
+    if first is None or second is None:
+        return first or second
+
+    def both(record: dict[str, Any]) -> None:
+        first(record)
+        second(record)
+
+    return both
 
 
 def _relayed(cfg: TrainConfig, data: Data, on_epoch: EpochCallback) -> dict[str, Any]:
