@@ -61,6 +61,9 @@ def test_three_trials_table_and_best_config_trains(
         assert 0.0 <= float(r["best_val_acc"]) <= 1.0
     summary = json.loads((out / "tune.json").read_text())
     assert summary["num_trials"] == 3 and summary["wall_time_s"] > 0
+    # Every trial writes its TensorBoard events: `tensorboard --logdir OUT/trials`.
+    boards = sorted((out / "trials").glob("*/tb/events.out.tfevents.*"))
+    assert len(boards) == 3 and all(b.stat().st_size > 0 for b in boards)
 
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert best["codebook_size"] == int(rows[0]["codebook_size"])
