@@ -111,3 +111,27 @@ def test_unusable_output_dir_fails_before_training(tmp_path, capsys, where: str)
     err = captured.err.strip()
     assert err.count("\n") == 0 and "is a file; give a folder" in err
     assert "test accuracy" not in captured.out  # nothing was trained
+
+
+def test_compare_puts_full_graph_one_process_and_ray_workers_side_by_side(tmp_path, capsys) -> None:
+    """``make run``'s command: the three setups, their accuracy, epoch time, peak memory
+    (the largest worker's on Ray) and, on Ray, the bytes moved per epoch."""
+    import ray
+
+    ray.init(num_cpus=2, namespace="vqgnn-dist", include_dashboard=False, log_to_driver=False)
+    try:
+        flags = ["--dataset", TINY, "--epochs", "3", "--batch-size", "100", "--hidden", "16"]
+        code = main(["compare", *flags, "--num-workers", "2", "--output-dir", str(tmp_path)])
+    finally:
+        ray.shutdown()
+    assert code == 0
+    summary = json.loads((tmp_path / "compare.json").read_text())
+    setups = summary["methods"]
+    assert list(setups) == ["full-graph", "vq", "vq-2-workers"]
+    for m in setups.values():
+        assert 0.0 <= m["test_acc_mean"] <= 1.0 and m["epoch_s_mean"] > 0 and m["peak_rss_mb"] > 0
+    assert setups["vq"]["bytes_per_epoch"] is None and setups["vq-2-workers"]["bytes_per_epoch"] > 0
+    dist = json.loads((tmp_path / "vq-2-workers" / "seed0" / "metrics.json").read_text())
+    assert dist["num_workers"] == 2 and dist["worker_peak_rss_mb"] > 0
+    printed = capsys.readouterr().out
+    assert "vq-2-workers - full-graph test accuracy" in printed and "MB/epoch" in printed

@@ -10,9 +10,12 @@ from typing import Any
 import torch
 
 from vqgnn_dist.cli_flags import add_train_flags, config_from_args
-from vqgnn_dist.config import METHODS, ConfigError, TrainConfig
+from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.cli import add_partition_parser
 from vqgnn_dist.data.errors import DataError
+
+# What a Ray run moves per epoch (codebook statistics, halo assignments, gradients).
+WIRE_BYTES = ("codebook", "halo_assignments", "allreduce")
 
 
 def run_and_save(cfg: TrainConfig, data) -> dict[str, Any]:
@@ -47,46 +50,70 @@ def _seeds(text: str) -> list[int]:
         ) from None
 
 
+def _setups(base: TrainConfig) -> list[tuple[str, dict[str, Any]]]:
+    """What ``compare`` trains: full-graph and VQ-GNN in this process, and VQ-GNN on
+    ``--num-workers P`` Ray workers when P > 0."""
+    setups = [("full-graph", {"method": "full-graph"}), ("vq", {"method": "vq"})]
+    if base.num_workers:
+        setups.append((f"vq-{base.num_workers}-workers", {"num_workers": base.num_workers}))
+    return [(name, {"num_workers": 0, **over}) for name, over in setups]
+
+
+def _summary(results: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
+    """Mean (and spread) over seeds of one setup's accuracy, time, memory and bytes."""
+    test = torch.tensor([r["test_acc"] for r in results])
+    val = torch.tensor([r["val_acc"] for r in results])
+    secs = sum(r["train_time_s"] for r in results) / len(results)
+    peak = [r.get("worker_peak_rss_mb", r["peak_rss_mb"]) for r in results]
+    moved = [
+        sum(r["bytes_per_epoch"][k] for k in WIRE_BYTES) for r in results if "bytes_per_epoch" in r
+    ]
+    return {
+        "test_acc_mean": test.mean().item(),
+        "test_acc_std": test.std().item() if len(results) > 1 else 0.0,
+        "val_acc_mean": val.mean().item(),
+        "val_acc_std": val.std().item() if len(results) > 1 else 0.0,
+        "train_time_s_mean": secs,
+        "epoch_s_mean": secs / epochs,
+        "peak_rss_mb": max(peak),
+        "bytes_per_epoch": sum(moved) / len(moved) if moved else None,
+        "test_acc": test.tolist(),
+    }
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    """VQ-GNN and the full-graph baseline on the same data and seeds, side by side."""
+    """Full-graph and VQ-GNN (in this process, and on ``--num-workers`` Ray workers) on the
+    same data and seeds, side by side."""
     from vqgnn_dist.data import load_graph
     from vqgnn_dist.train.metrics import write_json_atomic
 
     base = config_from_args(args, method="vq")
     data = load_graph(base.dataset, base.data_root)
     seeds = args.seeds or [base.seed]
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
+    setups = _setups(base)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in setups}
     for seed in seeds:
-        for method in METHODS:
-            out = Path(base.output_dir) / method / f"seed{seed}"
-            cfg = config_from_args(args, method=method, seed=seed, output_dir=str(out))
-            runs[method].append(run_and_save(cfg, data))
-    summary = {"dataset": base.dataset, "model": base.model, "seeds": seeds, "methods": {}}
-    print(f"\n{base.model} on {base.dataset}, seeds {seeds}")
-    print(f"{'method':<12}{'test acc':>18}{'val acc':>18}{'train s':>10}")
-    for method, results in runs.items():
-        test = torch.tensor([r["test_acc"] for r in results])
-        val = torch.tensor([r["val_acc"] for r in results])
-        secs = sum(r["train_time_s"] for r in results) / len(results)
-        std = test.std().item() if len(results) > 1 else 0.0
-        vstd = val.std().item() if len(results) > 1 else 0.0
-        summary["methods"][method] = {
-            "test_acc_mean": test.mean().item(),
-            "test_acc_std": std,
-            "val_acc_mean": val.mean().item(),
-            "train_time_s_mean": secs,
-            "test_acc": test.tolist(),
-        }
+        for name, over in setups:
+            out = Path(base.output_dir) / name / f"seed{seed}"
+            cfg = config_from_args(args, seed=seed, output_dir=str(out), **over)
+            runs[name].append(run_and_save(cfg, data))
+    summary: dict[str, Any] = {"dataset": base.dataset, "model": base.model, "seeds": seeds}
+    summary["methods"] = {name: _summary(r, base.epochs) for name, r in runs.items()}
+    print(f"\n{base.model} on {base.dataset}, seeds {seeds}, {base.epochs} epochs")
+    print(f"{'':<14}{'test acc':>18}{'val acc':>18}{'s/epoch':>9}{'peak MiB':>10}{'MB/epoch':>10}")
+    for name, m in summary["methods"].items():
+        moved = "" if m["bytes_per_epoch"] is None else f"{m['bytes_per_epoch'] / 1e6:.2f}"
         print(
-            f"{method:<12}{test.mean():>11.4f} ± {std:.4f}{val.mean():>11.4f} ± {vstd:.4f}"
-            f"{secs:>10.1f}"
+            f"{name:<14}{m['test_acc_mean']:>11.4f} ± {m['test_acc_std']:.4f}"
+            f"{m['val_acc_mean']:>11.4f} ± {m['val_acc_std']:.4f}{m['epoch_s_mean']:>9.3f}"
+            f"{m['peak_rss_mb']:>10.0f}{moved:>10}"
         )
-    gap = (
-        summary["methods"]["vq"]["test_acc_mean"]
-        - summary["methods"]["full-graph"]["test_acc_mean"]
-    )
-    summary["gap_points"] = gap * 100
-    print(f"VQ-GNN - full-graph test accuracy: {gap * 100:+.2f} points")
+    full = summary["methods"]["full-graph"]["test_acc_mean"]
+    summary["gap_points"] = (summary["methods"]["vq"]["test_acc_mean"] - full) * 100
+    for name, m in summary["methods"].items():
+        if name != "full-graph":
+            gap = (m["test_acc_mean"] - full) * 100
+            print(f"{name} - full-graph test accuracy: {gap:+.2f} points")
     print(f"summary -> {write_json_atomic(Path(base.output_dir) / 'compare.json', summary)}")
     return 0
 
@@ -97,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one model (VQ-GNN or full-graph)")
     add_train_flags(p)
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("compare", help="train VQ-GNN and the full-graph baseline side by side")
+    p = sub.add_parser(
+        "compare",
+        help="full-graph and VQ-GNN side by side (with --num-workers P: also on P Ray workers)",
+    )
     add_train_flags(p, skip=("method",))
     p.add_argument(
         "--seeds", type=_seeds, default=None, help="comma-separated seeds, e.g. 0,1,2,3,4"

@@ -269,6 +269,7 @@ def _metrics(cfg, data, graph, manifest, out: Path, result, wall: float) -> dict
         "wall_time_s": wall,
         "history": history,
         "num_workers": cfg.num_workers,
+        "worker_peak_rss_mb": max(h.get("worker_peak_rss_mb", 0.0) for h in history),
         "edge_cut": manifest["edge_cut"],
         "bytes_per_epoch": {
             "codebook": history[-1]["bytes_codebook"],

@@ -37,6 +37,7 @@ from vqgnn_dist.factory import worker_sampler
 from vqgnn_dist.tasks.base import Task
 from vqgnn_dist.train.loop import fit
 from vqgnn_dist.train.methods import VQMethod
+from vqgnn_dist.train.metrics import peak_rss_mb
 
 
 def _quiet_report_log() -> None:
@@ -144,6 +145,7 @@ class WorkerHooks:
             "codebook_consistent": max(checksums) - min(checksums)
             <= 1e-6 * max(1.0, abs(checksums[0])),
             "codebook_version": int(model.codebooks[-1].version),
+            "worker_peak_rss_mb": placement.all_max(peak_rss_mb()),  # the largest worker's
         }
 
     def report(self, rec: dict[str, Any]) -> None:
