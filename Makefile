@@ -25,9 +25,9 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check vqgnn_dist tests jobs experiments
 	$(PY) -m pytest -q tests
 
-## Re-render the README's measured tables from the bench JSON under results/.
+## Re-render the measured tables of README.md and docs/ from the JSON under results/.
 docs: $(STAMP)
-	$(PY) -m vqgnn_dist.bench.docs README.md
+	$(PY) -m vqgnn_dist.bench.docs README.md docs/*.md
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vqgnn_dist tests jobs experiments

@@ -8,8 +8,9 @@ step in both, so an epoch is 4 steps either way), 100 epochs, the test
 accuracy at the best validation epoch; :data:`RECIPES` holds a model's own
 settings. Every run appends one line to
 ``OUT/runs.jsonl`` and is skipped when already there, so a stopped sweep goes
-on where it stopped; ``OUT/cora.json`` and ``OUT/cora.md`` hold the table
-(mean ± std over seeds, and VQ-GNN minus full-graph in points).
+on where it stopped; ``OUT/cora.json`` holds the table (mean ± std over seeds,
+and VQ-GNN minus full-graph in points), which ``make docs`` renders into
+docs/models-and-tasks.md.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from vqgnn_dist.bench.docs import universal_markdown
 from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.run import run
 from vqgnn_dist.train.metrics import write_json_atomic
@@ -76,14 +78,10 @@ def sweep(data, out: Path, models: list[str], seeds: list[int], epochs: int) -> 
     return list(done.values())
 
 
-def table(rows: list[dict], models: list[str]) -> tuple[dict, str]:
-    """The summary (JSON) and its Markdown table."""
+def summarize(rows: list[dict], models: list[str]) -> dict[str, Any]:
+    """Per model with every setup done: mean, std and count of the test accuracy, and
+    VQ-GNN minus full-graph in points (rendered by ``vqgnn_dist.bench.docs``)."""
     summary: dict[str, Any] = {}
-    lines = [
-        "| model | full-graph (PyG) | VQ-GNN, 1 process | VQ-GNN, 2 Ray workers | "
-        "1 process - full | 2 workers - full |",
-        "|---|---|---|---|---|---|",
-    ]
     for model in models:
         accs = {
             label: [r["test_acc"] for r in rows if r["model"] == model and r["method"] == label]
@@ -95,10 +93,7 @@ def table(rows: list[dict], models: list[str]) -> tuple[dict, str]:
         full = stats["full-graph"][0]
         gaps = {k: 100 * (stats[k][0] - full) for k in ("vq 1 process", "vq 2 workers")}
         summary[model] = {"test_acc": {k: list(v) for k, v in stats.items()}, "gap_points": gaps}
-        cells = [f"{m:.4f} ± {s:.4f} (n={n})" for m, s, n in stats.values()]
-        gap_cells = [f"{gaps[k]:+.2f}" for k in ("vq 1 process", "vq 2 workers")]
-        lines.append(f"| {model} | " + " | ".join(cells + gap_cells) + " |")
-    return summary, "\n".join(lines) + "\n"
+    return summary
 
 
 def main() -> None:
@@ -117,10 +112,9 @@ def main() -> None:
     models = args.models.split(",")
     data = load_graph("cora", args.root)
     rows = sweep(data, out, models, [int(s) for s in args.seeds.split(",")], args.epochs)
-    summary, markdown = table(rows, models)
+    summary = summarize(rows, models)
     write_json_atomic(out / "cora.json", summary)
-    (out / "cora.md").write_text(markdown)
-    print(markdown)
+    print(universal_markdown(summary))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from vqgnn_dist.cli_flags import add_train_flags, config_from_args
 from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.cli import add_partition_parser
 from vqgnn_dist.data.errors import DataError
+from vqgnn_dist.progress import quiet
 
 # What a Ray run moves per epoch (codebook statistics, halo assignments, gradients).
 WIRE_BYTES = ("codebook", "halo_assignments", "allreduce")
@@ -21,7 +23,7 @@ WIRE_BYTES = ("codebook", "halo_assignments", "allreduce")
 def run_and_save(cfg: TrainConfig, data) -> dict[str, Any]:
     from vqgnn_dist.run import run
 
-    result = run(cfg, data)
+    result = run(cfg, data, progress=not quiet())
     path = Path(cfg.output_dir) / "metrics.json"
     print(
         f"{cfg.method:>10} {cfg.model}: test {result.get('metric', 'acc')} "
@@ -146,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "quiet", False):
+        os.environ["VQGNN_QUIET"] = "1"  # vqgnn_dist.progress; Ray workers inherit it
     try:
         return args.func(args)
     except (ConfigError, DataError) as exc:

@@ -62,6 +62,14 @@ HELP = {
 }
 
 
+def add_quiet_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars or progress lines (errors and results still print)",
+    )
+
+
 def add_train_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per TrainConfig field; unset flags stay absent so --config values apply."""
     parser.add_argument(
@@ -70,6 +78,7 @@ def add_train_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ())
         metavar="FILE",
         help="YAML file of train settings (field: value); explicit flags override it",
     )
+    add_quiet_flag(parser)
     for f in fields(TrainConfig):
         if f.name in skip:
             continue

@@ -10,7 +10,9 @@ and NAME says what fills it: ``bench-summary:DIR1,DIR2,...`` (one row per
 benchmark run, from ``DIR/bench.json``), ``bench-budget:DIR`` (the per-phase
 budget of VQ-GNN's steps and inference in that run) or ``compare:DIR1,DIR2``
 (VQ-GNN against full-graph over seeds, from ``DIR/compare.json`` of
-``vqgnn-dist compare``). Directories are relative to the results folder.
+``vqgnn-dist compare``) or ``universal:DIR`` (every model against its PyG twin,
+from ``DIR/cora.json`` of ``experiments/issue14.py``). Directories are
+relative to the results folder.
 :func:`stale_blocks` lists the blocks whose text no longer matches their JSON
 (a test runs it on the README), :func:`render_file` rewrites them.
 """
@@ -159,7 +161,38 @@ def compare_table(results: Path, dirs: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"bench-summary": bench_summary, "bench-budget": bench_budget, "compare": compare_table}
+UNIVERSAL_SETUPS = ("full-graph", "vq 1 process", "vq 2 workers")
+
+
+def universal_markdown(summary: dict[str, Any]) -> str:
+    """Every model's test accuracy against its PyG twin (``experiments/issue14.py``'s
+    summary: per model, mean/std/n of each setup and VQ-GNN minus full-graph in points)."""
+    lines = [
+        "| model | full-graph (PyG) | VQ-GNN, 1 process | VQ-GNN, 2 Ray workers | "
+        "1 process - full (points) | 2 workers - full (points) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, row in summary.items():
+        cells = [
+            f"{m:.4f} ± {s:.4f} (n={n})"
+            for m, s, n in (row["test_acc"][k] for k in UNIVERSAL_SETUPS)
+        ]
+        gaps = [f"{row['gap_points'][k]:+.2f}" for k in UNIVERSAL_SETUPS[1:]]
+        lines.append(f"| {model} | " + " | ".join(cells + gaps) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def universal_table(results: Path, dirs: list[str]) -> str:
+    """:func:`universal_markdown` of ``DIR/cora.json`` (one table per folder)."""
+    return "".join(universal_markdown(_load(results, name, "cora.json")) for name in dirs)
+
+
+RENDERERS = {
+    "bench-summary": bench_summary,
+    "bench-budget": bench_budget,
+    "compare": compare_table,
+    "universal": universal_table,
+}
 
 
 def render_block(name: str, results: Path = RESULTS) -> str:

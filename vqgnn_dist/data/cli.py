@@ -27,6 +27,7 @@ def add_partition_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     parser.add_argument("--out", required=True, help="output folder of the shard set")
     parser.add_argument("--method", choices=METHODS, default="metis")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(func=run_partition)
     return parser
 

@@ -60,6 +60,7 @@ from vqgnn_dist.data.arrow import (
 )
 from vqgnn_dist.data.errors import DataError
 from vqgnn_dist.data.graph import MASKS
+from vqgnn_dist.progress import Progress
 
 SCHEMA_VERSION = 2
 METHODS = ("metis", "random")
@@ -219,7 +220,10 @@ def partition_graph(
     fingerprint = graph_fingerprint(data, num_parts, method, seed, part)
     n = int(data.num_nodes)
     if part is None:
+        cutting = Progress(f"partition: {method} into {num_parts} parts", 1)
         part = assign_parts(data, num_parts, method, seed)
+        cutting.step()
+        cutting.finish()
     elif part.shape != (n,) or part.min(initial=0) < 0 or part.max(initial=0) >= num_parts:
         raise DataError(
             f"partition: part must hold one id in [0, {num_parts}) per node ({n} nodes)"
@@ -236,6 +240,7 @@ def partition_graph(
     tmp.mkdir()
     try:
         parts = []
+        writing = Progress("partition: writing shards", num_parts)
         for p in range(num_parts):
             owned = np.flatnonzero(part == p)
             parts.append(
@@ -243,6 +248,8 @@ def partition_graph(
                     tmp / part_dir_name(p), p, owned, part, x, y, masks, indptr, nbrs, degree
                 )
             )
+            writing.step()
+        writing.finish()
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "name": str(getattr(data, "name", "graph")),

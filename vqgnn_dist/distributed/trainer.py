@@ -50,6 +50,7 @@ from vqgnn_dist.distributed.server import CodebookServer
 from vqgnn_dist.distributed.traffic import halo_feature_bytes, part_membership
 from vqgnn_dist.distributed.worker import train_worker
 from vqgnn_dist.factory import build_vq_model
+from vqgnn_dist.progress import quiet
 from vqgnn_dist.tasks.inductive import check_inductive_task
 from vqgnn_dist.tasks.link import check_link_task
 from vqgnn_dist.tasks.node import check_node_task
@@ -63,6 +64,8 @@ class EpochPrinter(UserCallback):
     """Print one line per epoch on the driver: accuracy, sync share and bytes moved."""
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        if quiet():
+            return
         m = metrics[0]
         share = m["codebook_sync_s"] / max(m["time_s"], 1e-9)
         print(

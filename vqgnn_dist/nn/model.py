@@ -21,6 +21,7 @@ from vqgnn_dist.nn.convs import ApproxConv
 from vqgnn_dist.nn.dropout import dropout
 from vqgnn_dist.nn.registry import LayerShape, conv_spec
 from vqgnn_dist.nn.transformer import GlobalAttentionConv, TupleCounts
+from vqgnn_dist.progress import Progress
 from vqgnn_dist.timing import PhaseTimer
 from vqgnn_dist.vq.codebook import CodebookStats, CodewordRows, ProductCodebook
 
@@ -353,7 +354,10 @@ class VQGNN(nn.Module):
         was_training = self.training
         self.eval()
         result = None
+        what = "init pass" if generator is not None else "codeword assignment"
+        progress = Progress(f"{what} (batches)", len(batches))
         for step, batch in enumerate(batches):
+            progress.step()
             with self.timer.phase("block"):
                 block = build_block(index, batch, self.receiver_rows, with_receivers=False)
             h = x[batch]
@@ -376,6 +380,7 @@ class VQGNN(nn.Module):
                 if layer < self.num_layers - 1:
                     h = F.relu(h)
             result = _put_rows(result, batch, h, index.num_nodes)
+        progress.finish()
         self.train(was_training)
         return result
 
@@ -439,6 +444,7 @@ class VQGNN(nn.Module):
         was_training = self.training
         self.eval()
         h = x
+        progress = Progress("layer-wise inference (layer batches)", len(batches) * self.num_layers)
         for layer, conv in enumerate(self.convs):
             with self.timer.phase("predict"):
                 first = conv.project_first(h)
@@ -447,6 +453,7 @@ class VQGNN(nn.Module):
                 rows = h if first is None else first[0]
             nxt = None
             for batch in batches:
+                progress.step()
                 with self.timer.phase("block"):
                     block = build_block(index, batch, self.receiver_rows, with_receivers=False)
                 with self.timer.phase("predict"):
@@ -456,6 +463,7 @@ class VQGNN(nn.Module):
                         out = F.relu(out)
                     nxt = _put_rows(nxt, batch, out, index.num_nodes)
             h = nxt
+        progress.finish()
         self.train(was_training)
         return h
 
