@@ -16,9 +16,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Train VQ-GNN and the full-graph baseline on the built-in synthetic graph.
+## The main job: full-graph, VQ-GNN in one process and VQ-GNN on 2 Ray workers with the
+## codebook server, on the built-in 100K-node synthetic graph, side by side.
+DATASET ?= synthetic:num_nodes=100000
+EPOCHS ?= 20
 run: $(STAMP)
-	$(VENV)/bin/vqgnn-dist compare --dataset synthetic --model gcn --epochs 30 --output-dir $(OUT)
+	$(VENV)/bin/vqgnn-dist compare --dataset $(DATASET) --model gcn --num-workers 2 \
+		--epochs $(EPOCHS) --output-dir $(OUT)
 
 ## Install and run the whole offline test suite.
 test: $(STAMP)
