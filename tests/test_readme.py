@@ -116,3 +116,25 @@ def test_every_public_name_resolves_and_the_bare_import_loads_no_torch() -> None
     probe = "import sys, vqgnn_dist; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_fit_passes_ray_train_callbacks_and_refuses_them_in_one_process(ray_cluster, tmp_path):
+    from ray.train import UserCallback
+
+    class Logged(UserCallback):  # a user's callback (local, so Ray ships it by value)
+        def __init__(self, path: Path) -> None:
+            self.path = str(path)
+
+        def after_report(self, run_context, metrics, checkpoint) -> None:
+            with open(self.path, "a") as fh:
+                fh.write(f"{metrics[0]['epoch']}\n")
+
+    data = vq.load_graph("synthetic:num_nodes=400,num_features=16,num_classes=4")
+    log = tmp_path / "epochs.txt"
+    settings = dict(epochs=2, batch_size=100, hidden=16, progress=False)
+    vq.fit(
+        data, num_workers=2, output_dir=str(tmp_path / "run"), callbacks=[Logged(log)], **settings
+    )
+    assert log.read_text().split() == ["1", "2"]
+    with pytest.raises(vq.ConfigError, match="need a run on Ray workers"):
+        vq.fit(data, output_dir=str(tmp_path / "one"), callbacks=[Logged(log)], **settings)

@@ -11,6 +11,7 @@ takes :class:`~vqgnn_dist.nn.model.VQGNN` apart instead: ``model.block``,
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ def fit(
     *,
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
+    callbacks: Sequence[Any] = (),
     **settings: Any,
 ) -> Result:
     """Train VQ-GNN (or ``method="full-graph"``) on ``data``; the finished run.
@@ -77,7 +79,9 @@ def fit(
     ``settings`` are :class:`~vqgnn_dist.config.TrainConfig` fields and override
     ``config`` (e.g. ``model="gatv2", epochs=50, num_workers=2``). With
     ``num_workers=P > 0`` the run takes P Ray workers and a codebook server (Ray is
-    started here if it is not yet). ``on_epoch(record)`` sees every epoch's record.
+    started here if it is not yet), and ``callbacks`` are Ray Train ``ray.train.UserCallback``
+    objects (e.g. one logging each report to MLflow or W&B) that see its reports.
+    ``on_epoch(record)`` sees every epoch's record.
     The run writes ``metrics.json`` (and one process ``model.pt``) under
     ``output_dir``.
     """
@@ -88,7 +92,8 @@ def fit(
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"fit(): unknown setting {key!r}{hint}")
     cfg = replace(config or TrainConfig(), **settings).validate()
-    return Result(run(cfg, as_graph(data), progress=progress, on_epoch=on_epoch), cfg)
+    metrics = run(cfg, as_graph(data), progress=progress, on_epoch=on_epoch, callbacks=callbacks)
+    return Result(metrics, cfg)
 
 
 def load_model(path: str | Path, data: Data) -> VQGNN:

@@ -12,13 +12,13 @@ Either way ``on_epoch(record)`` sees every epoch's record as it is made, and
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from torch_geometric.data import Data
 
-from vqgnn_dist.config import TrainConfig
+from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.train.metrics import check_output_dir, write_json_atomic
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -30,13 +30,21 @@ def run(
     *,
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Train ``cfg`` on ``data`` where ``cfg.num_workers`` says; the run's metrics, also
     written to ``OUTPUT_DIR/metrics.json``.
 
+    ``callbacks`` are Ray Train ``UserCallback`` objects (e.g. an MLflow or W&B
+    logger) for a run on Ray workers; they see every report in the Train controller.
     The output folder is checked first, so a run that could not save fails before it
     trains (:func:`~vqgnn_dist.train.metrics.check_output_dir`).
     """
+    if callbacks and cfg.num_workers == 0:
+        raise ConfigError(
+            "callbacks are Ray Train callbacks and need a run on Ray workers; "
+            "set num_workers > 0 or use on_epoch"
+        )
     check_output_dir(cfg.output_dir)
     board = None
     if cfg.tensorboard:
@@ -53,9 +61,9 @@ def run(
             from vqgnn_dist.distributed.trainer import train_distributed
 
             if callback is None:
-                result = train_distributed(cfg, data)
+                result = train_distributed(cfg, data, callbacks)
             else:
-                result = _relayed(cfg, data, callback)
+                result = _relayed(cfg, data, callback, callbacks)
     finally:
         if board is not None:
             board.close()
@@ -75,7 +83,9 @@ def _both(first: EpochCallback | None, second: EpochCallback | None) -> EpochCal
     return both
 
 
-def _relayed(cfg: TrainConfig, data: Data, on_epoch: EpochCallback) -> dict[str, Any]:
+def _relayed(
+    cfg: TrainConfig, data: Data, on_epoch: EpochCallback, callbacks: Sequence[Any]
+) -> dict[str, Any]:
     """A distributed run whose epoch reports reach ``on_epoch`` in this process.
 
     Ray Train's callbacks run in its controller actor, away from the caller, so a
@@ -99,7 +109,7 @@ def _relayed(cfg: TrainConfig, data: Data, on_epoch: EpochCallback) -> dict[str,
 
     def train() -> None:
         try:
-            outcome["result"] = train_distributed(cfg, data, callbacks=[Relay()])
+            outcome["result"] = train_distributed(cfg, data, callbacks=[*callbacks, Relay()])
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller below
             outcome["error"] = exc
 
