@@ -249,7 +249,9 @@ def test_resume_continues_a_finished_run(clean_run, tmp_path) -> None:
     assert set(Path(tempfile.gettempdir()).glob("vqgnn-ckpt-*")) <= local_copies
 
 
-def test_corrupt_checkpoint_is_refused(clean_run, tmp_path) -> None:
+def test_resume_skips_a_torn_checkpoint_and_refuses_when_none_is_whole(
+    clean_run, tmp_path, capsys
+) -> None:
     import shutil
     from pathlib import Path
 
@@ -257,10 +259,18 @@ def test_corrupt_checkpoint_is_refused(clean_run, tmp_path) -> None:
 
     out = tmp_path / "run"
     shutil.copytree(Path(clean_run["checkpoint"]).parents[2], out)
-    newest = sorted((p for p in (out / "ray").glob("*/checkpoint_*") if p.is_dir()), key=str)[-1]
-    (newest / "worker-1.pt").write_bytes(b"not a checkpoint")
+    kept = sorted((p for p in (out / "ray").glob("*/checkpoint_*") if p.is_dir()), key=str)
+    assert len(kept) == 2  # epochs 3 and 4
+    (kept[-1] / "worker-1.pt").write_bytes(b"not a checkpoint")
     cfg = TrainConfig(**FAULT_BASE, resume=True, output_dir=str(out)).validate()
-    with pytest.raises(ConfigError, match="worker-1.pt: not a vqgnn-dist checkpoint"):
+    result = train_distributed(cfg, small_graph())  # epoch 4 again, from epoch 3's
+    assert f"--resume: skipping {kept[-1].name}: worker-1.pt" in capsys.readouterr().out
+    assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
+    assert result["history"][:3] == clean_run["history"][:3]
+    for path in (out / "ray").glob("*/checkpoint_*"):
+        if path.is_dir():
+            (path / "worker-0.pt").unlink(missing_ok=True)
+    with pytest.raises(ConfigError, match="no complete checkpoint under .*worker-0.pt: not a"):
         train_distributed(cfg, small_graph())
 
 

@@ -74,11 +74,12 @@ def load_single_process_state(model: VQGNN, path: str, lg: LocalGraph) -> None:
 
 
 def latest_checkpoint(out: Path, num_workers: int, epochs: int) -> ray.train.Checkpoint:
-    """The newest complete checkpoint of earlier runs in ``out/ray``, checked before use.
+    """The newest *complete* checkpoint of earlier runs in ``out/ray``, checked before use.
 
-    Raises :class:`ConfigError` (one line) when there is none, when it is not
-    a vqgnn-dist checkpoint of ``num_workers`` workers, or when its run has
-    already trained all ``epochs``.
+    A newer checkpoint with a worker file missing, corrupt or foreign (torn by a
+    crash while it was written) is skipped with one line. Raises
+    :class:`ConfigError` (one line) when no checkpoint is complete, or when the
+    newest complete one has already trained all ``epochs``.
     """
     found = sorted(
         (p for p in (out / "ray").glob("*/checkpoint_*") if p.is_dir()), key=lambda p: p.name
@@ -87,7 +88,29 @@ def latest_checkpoint(out: Path, num_workers: int, epochs: int) -> ray.train.Che
         raise ConfigError(
             f"--resume: no checkpoint under {out / 'ray'}; run without --resume first"
         )
-    path, done = found[-1], 0
+    problems = []
+    for path in reversed(found):
+        done, bad = _trained_epochs(path, num_workers)
+        if bad is None:
+            break
+        problems.append(bad)
+        print(f"--resume: skipping {path.name}: {bad}")
+    else:
+        raise ConfigError(
+            f"--resume: no complete checkpoint under {out / 'ray'} (newest: {problems[0]}); "
+            "resume from another --output-dir or start afresh without --resume"
+        )
+    if done >= epochs:
+        raise ConfigError(
+            f"--resume: the run in {out} has already trained {done} epochs; "
+            f"give --epochs above {done} to continue it"
+        )
+    return ray.train.Checkpoint.from_directory(str(path))
+
+
+def _trained_epochs(path: Path, num_workers: int) -> tuple[int, str | None]:
+    """The epochs the checkpoint at ``path`` holds, and what is wrong with it (None: whole)."""
+    done = 0
     for rank in range(num_workers):
         file = path / CHECKPOINT_FILE.format(rank=rank)
         try:
@@ -97,13 +120,8 @@ def latest_checkpoint(out: Path, num_workers: int, epochs: int) -> ray.train.Che
         except Exception:  # noqa: BLE001 - any unreadable file is refused the same way
             ok = False
         if not ok:
-            raise ConfigError(
-                f"{file}: not a vqgnn-dist checkpoint of {num_workers} workers (missing, corrupt "
-                "or foreign); resume from another --output-dir or start afresh without --resume"
+            return done, (
+                f"{file.name}: not a vqgnn-dist checkpoint of {num_workers} workers "
+                "(missing, corrupt or foreign)"
             )
-    if done >= epochs:
-        raise ConfigError(
-            f"--resume: the run in {out} has already trained {done} epochs; "
-            f"give --epochs above {done} to continue it"
-        )
-    return ray.train.Checkpoint.from_directory(str(path))
+    return done, None
