@@ -32,6 +32,7 @@ import torch  # noqa: E402
 
 from vqgnn_dist.config import ConfigError, TrainConfig  # noqa: E402
 from vqgnn_dist.data.errors import DataError  # noqa: E402
+from vqgnn_dist.factory import load_saved_model  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 
@@ -64,14 +65,8 @@ def load_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, torch.Tensor], b
     if path.is_dir() and (path / "model.pt").exists():
         path = path / "model.pt"
     if path.is_file():
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            cfg_raw, weights = state["config"], state["model"]
-        except Exception:  # noqa: BLE001 - any unreadable file is refused the same way
-            raise ConfigError(
-                f"{path}: not a vqgnn-dist model.pt (missing, corrupt or foreign)"
-            ) from None
-        return _config_of(cfg_raw, path), weights, True
+        state = load_saved_model(path)
+        return _config_of(state["config"], path), state["model"], True
     if path.is_dir():
         found = list((path / "ray").glob("*/checkpoint_*/worker-0.pt"))
         metrics = path / "metrics.json"

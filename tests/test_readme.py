@@ -102,6 +102,12 @@ def test_a_one_process_fit_is_loaded_back_and_predicts(cora_root: Path, tmp_path
     for tag in ("epoch/val_acc", "codebook/layer1/eps", "codebook/layer1/perplexity",
                 "codebook/layer0/dead", "epoch/time_s", "phase/forward"):  # fmt: skip
         assert len(board[tag]) == 5, tag
+    # A model.pt that is not the one metrics.json describes (a run stopped between the
+    # two writes, or another run's) is refused in one line.
+    metrics = result.output_dir / "metrics.json"
+    metrics.write_text(metrics.read_text().replace(result.metrics["model_sha256"], "0" * 64))
+    with pytest.raises(vq.ConfigError, match="model.pt: not the model .*metrics.json describes"):
+        vq.load_model(result.output_dir, data)
 
 
 def test_no_tensorboard_writes_no_events(cora_root: Path, tmp_path: Path) -> None:

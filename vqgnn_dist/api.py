@@ -98,13 +98,9 @@ def fit(
 
 def load_model(path: str | Path, data: Data) -> VQGNN:
     """The model a one-process run saved (``DIR/model.pt`` or ``DIR``), for graph ``data``."""
-    from vqgnn_dist.factory import build_vq_model
+    from vqgnn_dist.factory import build_vq_model, load_saved_model
 
-    path = Path(path)
-    path = path / "model.pt" if path.is_dir() else path
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no saved model; train with fit() first")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = load_saved_model(path)
     cfg = TrainConfig(**saved["config"])
     graph = as_graph(data)
     model = build_vq_model(cfg, graph.x.shape[1], graph.num_classes, graph.num_nodes)

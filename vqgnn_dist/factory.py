@@ -7,15 +7,18 @@ same wherever it is built.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch_geometric.data import Data
 
-from vqgnn_dist.config import TrainConfig
+from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.samplers import ClusterSampler, NodeSampler
 from vqgnn_dist.nn.full_graph import FullGraphGNN
 from vqgnn_dist.nn.model import VQGNN
@@ -85,6 +88,42 @@ def make_sampler(cfg: TrainConfig, data: Data) -> NodeSampler | ClusterSampler:
 def worker_sampler(num_owned: int, steps: int, seed: int, rank: int) -> NodeSampler:
     """Worker ``rank``'s batches of its owned nodes (local ids), ``steps`` per epoch."""
     return NodeSampler(torch.arange(num_owned), -(-num_owned // steps), seed=seed * 7919 + rank)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_saved_model(path: str | Path) -> dict[str, Any]:
+    """``{"model": state, "config": dict}`` of a ``model.pt`` (or a run folder holding one).
+
+    Loaded weights-only. The run's ``metrics.json`` beside it names the file's
+    SHA-256 (written after the model), so a model whose run was stopped between
+    the two writes, or that another run overwrote, is refused in one line.
+    """
+    path = Path(path)
+    path = path / "model.pt" if path.is_dir() else path
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not (isinstance(state, dict) and {"model", "config"} <= set(state)):
+            raise ValueError
+    except Exception:  # noqa: BLE001 - any unreadable file is refused the same way
+        raise ConfigError(
+            f"{path}: not a vqgnn-dist model.pt (missing, corrupt or foreign)"
+        ) from None
+    metrics = path.with_name("metrics.json")
+    if metrics.is_file():
+        want = json.loads(metrics.read_text()).get("model_sha256")
+        if want is not None and want != file_sha256(path):
+            raise ConfigError(
+                f"{path}: not the model {metrics} describes (the run stopped between "
+                "writing them, or another run wrote one); train again into this folder"
+            )
+    return state
 
 
 def save_model(model: torch.nn.Module, cfg: TrainConfig) -> Path:

@@ -20,6 +20,7 @@ import torch
 
 from vqgnn_dist.config import ConfigError
 from vqgnn_dist.distributed.halo import LocalGraph
+from vqgnn_dist.factory import load_saved_model
 from vqgnn_dist.nn.model import VQGNN
 
 CHECKPOINT_FILE = "worker-{rank}.pt"
@@ -63,7 +64,7 @@ def load_checkpoint(method: Any, checkpoint: ray.train.Checkpoint, rank: int):
 def load_single_process_state(model: VQGNN, path: str, lg: LocalGraph) -> None:
     """Start from a single-process ``model.pt``: weights, codebooks, and the rows of the
     global assignment tables that belong to this worker's owned and halo nodes."""
-    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    state = load_saved_model(path)["model"]
     tables = {k: state.pop(k) for k in list(state) if k.startswith("assignment")}
     missing = model.load_state_dict(state, strict=False).missing_keys
     if set(missing) != set(tables) or len(tables) != model.num_layers:

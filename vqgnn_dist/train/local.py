@@ -21,7 +21,13 @@ from tqdm import tqdm
 
 from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.data.splits import link_split, symmetric_edge_index, training_subgraph
-from vqgnn_dist.factory import build_vq_model, make_sampler, pick_device, save_model
+from vqgnn_dist.factory import (
+    build_vq_model,
+    file_sha256,
+    make_sampler,
+    pick_device,
+    save_model,
+)
 from vqgnn_dist.nn.model import VQGNN
 from vqgnn_dist.tasks.base import SPLITS, GraphView, LocalPlacement, Task
 from vqgnn_dist.tasks.inductive import InductiveTask, check_inductive_task
@@ -118,7 +124,8 @@ def train(
         result["step_budget"] = budget(run.phases, run.steps)
     if keep_best:
         method.model.load_state_dict(run.best_state)
-        result["model_path"] = str(save_model(method.model, cfg))
+        saved = save_model(method.model, cfg)
+        result["model_path"], result["model_sha256"] = str(saved), file_sha256(saved)
         view = task.view
         masks = [view.masks[s] for s in SPLITS]
         batches = view.owned_batches(cfg.batch_size)
