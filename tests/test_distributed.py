@@ -58,6 +58,7 @@ def union_reference(cfg: TrainConfig, data: Data, shard_dir, init: dict) -> VQGN
     index = GraphIndex.from_edge_index(data.edge_index, n)
     model = build_vq_model(cfg, data.num_features, data.num_classes, n)
     model.load_state_dict(init)
+    model.loss_nodes = data.train_mask  # as the workers' tasks set it
     opt = make_optimizer(cfg, model.parameters())
     samplers, ids = [], []
     shards = [local_graph(read_shard(shard_dir, rank)) for rank in range(cfg.num_workers)]
