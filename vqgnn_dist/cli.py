@@ -66,7 +66,9 @@ def _summary(results: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
     test = torch.tensor([r["test_acc"] for r in results])
     val = torch.tensor([r["val_acc"] for r in results])
     secs = sum(r["train_time_s"] for r in results) / len(results)
-    peak = [r.get("worker_peak_rss_mb", r["peak_rss_mb"]) for r in results]
+    # A process's peak RSS covers everything it ran before: only a Ray run's workers
+    # measure one setup alone.
+    peak = [r["worker_peak_rss_mb"] for r in results if "worker_peak_rss_mb" in r]
     moved = [
         sum(r["bytes_per_epoch"][k] for k in WIRE_BYTES) for r in results if "bytes_per_epoch" in r
     ]
@@ -77,7 +79,7 @@ def _summary(results: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
         "val_acc_std": val.std().item() if len(results) > 1 else 0.0,
         "train_time_s_mean": secs,
         "epoch_s_mean": secs / epochs,
-        "peak_rss_mb": max(peak),
+        "worker_peak_rss_mb": max(peak) if peak else None,
         "bytes_per_epoch": sum(moved) / len(moved) if moved else None,
         "test_acc": test.tolist(),
     }
@@ -102,13 +104,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"dataset": base.dataset, "model": base.model, "seeds": seeds}
     summary["methods"] = {name: _summary(r, base.epochs) for name, r in runs.items()}
     print(f"\n{base.model} on {base.dataset}, seeds {seeds}, {base.epochs} epochs")
-    print(f"{'':<14}{'test acc':>18}{'val acc':>18}{'s/epoch':>9}{'peak MiB':>10}{'MB/epoch':>10}")
+    print(
+        f"{'':<14}{'test acc':>18}{'val acc':>18}{'s/epoch':>9}{'worker MiB':>11}{'MB/epoch':>10}"
+    )
     for name, m in summary["methods"].items():
         moved = "" if m["bytes_per_epoch"] is None else f"{m['bytes_per_epoch'] / 1e6:.2f}"
+        peak = "" if m["worker_peak_rss_mb"] is None else f"{m['worker_peak_rss_mb']:.0f}"
         print(
             f"{name:<14}{m['test_acc_mean']:>11.4f} ± {m['test_acc_std']:.4f}"
             f"{m['val_acc_mean']:>11.4f} ± {m['val_acc_std']:.4f}{m['epoch_s_mean']:>9.3f}"
-            f"{m['peak_rss_mb']:>10.0f}{moved:>10}"
+            f"{peak:>11}{moved:>10}"
         )
     full = summary["methods"]["full-graph"]["test_acc_mean"]
     summary["gap_points"] = (summary["methods"]["vq"]["test_acc_mean"] - full) * 100
