@@ -173,17 +173,13 @@ def oracle_gradients(oracle, pairs, x, edge_index, y, train, n_train, edge_attr=
     return logits.detach(), grads[: len(inputs)], grads[len(inputs) :]
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_batches_reproduce_the_full_graph_pyg_computation(case: str) -> None:
-    x, y, edge_index, train = random_graph(1)
+def assert_batches_exact(model, pairs, x, y, train, index, batches, oracle) -> None:
+    """Each batch of a partition: outputs and input gradients equal the oracle's rows;
+    the weight gradients summed over the batches equal the oracle's."""
+    logits, in_grads, p_grads = oracle
     n_train = int(train.sum())
-    model, oracle, pairs = build(case)
-    index = GraphIndex.from_edge_index(edge_index, N)
-    logits, in_grads, p_grads = oracle_gradients(oracle, pairs, x, edge_index, y, train, n_train)
-    exact_codewords(model, x, index, y, train, n_train)
-
     summed = [torch.zeros_like(p) for p, _ in pairs]
-    for batch in torch.randperm(N, generator=torch.Generator().manual_seed(2)).chunk(4):
+    for batch in batches:
         block = model.block(index, batch)
         assert block.outside.numel() > 0 and block.receivers.numel() > 0
         logits_b, blue_b = model(x[batch], block)
@@ -198,6 +194,19 @@ def test_batches_reproduce_the_full_graph_pyg_computation(case: str) -> None:
                 acc += g
     for acc, ref in zip(summed, p_grads, strict=True):
         torch.testing.assert_close(acc.view_as(ref), ref, rtol=1e-4, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_batches_reproduce_the_full_graph_pyg_computation(case: str) -> None:
+    x, y, edge_index, train = random_graph(1)
+    n_train = int(train.sum())
+    model, oracle, pairs = build(case)
+    index = GraphIndex.from_edge_index(edge_index, N)
+    logits, in_grads, p_grads = oracle_gradients(oracle, pairs, x, edge_index, y, train, n_train)
+    exact_codewords(model, x, index, y, train, n_train)
+
+    batches = torch.randperm(N, generator=torch.Generator().manual_seed(2)).chunk(4)
+    assert_batches_exact(model, pairs, x, y, train, index, batches, (logits, in_grads, p_grads))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -231,19 +240,9 @@ def test_edge_features_reach_every_layer_exactly() -> None:
     )
     index = GraphIndex.from_edge_index(edge_index, N, attr)
     exact_codewords(model, x, index, y, train, n_train)
-    summed = [torch.zeros_like(p) for p, _ in pairs]
-    for batch in torch.randperm(N, generator=torch.Generator().manual_seed(9)).chunk(3):
-        block = model.block(index, batch)
-        logits_b, blue_b = model(x[batch], block)
-        loss_b = loss_fn(logits_b, y[batch], train[batch], n_train) + blue_b
-        grads = torch.autograd.grad(loss_b, model.layer_inputs[1:] + [p for p, _ in pairs])
-        torch.testing.assert_close(logits_b, logits[batch], rtol=1e-4, atol=1e-8)
-        for layer, got in enumerate(grads[: LAYERS - 1]):
-            torch.testing.assert_close(got, in_grads[layer][batch], rtol=1e-4, atol=1e-10)
-        for acc, g in zip(summed, grads[LAYERS - 1 :], strict=True):
-            acc += g
-    for acc, ref in zip(summed, p_grads, strict=True):
-        torch.testing.assert_close(acc.view_as(ref), ref, rtol=1e-4, atol=1e-10)
+    batches = torch.randperm(N, generator=torch.Generator().manual_seed(9)).chunk(3)
+    assert_batches_exact(model, pairs, x, y, train, index, batches, (logits, in_grads, p_grads))
+    batch = batches[-1]
     blank = GraphIndex.from_edge_index(edge_index, N, torch.zeros_like(attr))
     logits_0, _ = model(x[batch], model.block(blank, batch))
     assert not torch.allclose(logits_0, logits[batch], rtol=1e-4, atol=1e-8)
