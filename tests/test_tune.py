@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import ray
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vqgnn_dist.cli import main
 
@@ -64,6 +65,18 @@ def test_three_trials_table_and_best_config_trains(
     # Every trial writes its TensorBoard events: `tensorboard --logdir OUT/trials`.
     boards = sorted((out / "trials").glob("*/tb/events.out.tfevents.*"))
     assert len(boards) == 3 and all(b.stat().st_size > 0 for b in boards)
+    # And Ray Tune's own logger writes each trial's reported metrics, one point an epoch.
+    tune_boards = sorted((out / "ray" / "tune").glob("*/events.out.tfevents.*"))
+    assert len(tune_boards) == 3
+    epochs_run = sorted(int(r["epochs_run"]) for r in rows)
+    points = []
+    for board in tune_boards:
+        acc = EventAccumulator(str(board))
+        acc.Reload()
+        vals = [e.value for e in acc.Scalars("ray/tune/val_acc")]
+        assert all(0.0 <= v <= 1.0 for v in vals)
+        points.append(len(vals))
+    assert sorted(points) == epochs_run
 
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert best["codebook_size"] == int(rows[0]["codebook_size"])
