@@ -201,13 +201,17 @@ def stop(state_dir: Path, grace: float = 8.0) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=("start", "stop", "status"))
     parser.add_argument("--state-dir", default="runs/ray-head", help="where head.json lives")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for start")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     state_dir = Path(args.state_dir).resolve()
     if args.action == "start":
         state = start(state_dir, args.num_cpus, args.timeout)

@@ -154,14 +154,18 @@ def evaluate(
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="model.pt or a run directory")
     parser.add_argument("--split", choices=(*SPLITS, "all"), default="test")
     parser.add_argument("--output-dir", default=None, help="default: RUN_DIR/eval")
     parser.add_argument("--dataset", default=None, help="score on another graph spec")
     parser.add_argument("--data-root", default=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         summary = evaluate(
             Path(args.checkpoint),
