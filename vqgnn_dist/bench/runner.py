@@ -18,6 +18,7 @@ from typing import Any
 
 from vqgnn_dist.bench import methods as m
 from vqgnn_dist.config import TrainConfig
+from vqgnn_dist.progress import Progress, quiet
 from vqgnn_dist.train.metrics import write_json_atomic
 
 DEFAULT_SCALING_SIZES = (10_000, 100_000, 1_000_000)
@@ -80,6 +81,8 @@ def run_in_child(fn, **kwargs: Any) -> dict[str, Any]:
 
 def _printer(label: str):
     def on_epoch(rec: dict[str, Any]) -> None:
+        if quiet():
+            return
         print(
             f"  {label} epoch {rec['epoch']:3d}: val {rec['val_acc']:.4f} "
             f"test {rec['test_acc']:.4f} ({rec['time_s']:.2f}s)",
@@ -123,12 +126,15 @@ def method_task(
     }
     if method == "vq":
         parts["flops"] = lambda: m.vq_epoch_flops(run, data, flop_batches)
+    measuring = Progress(f"bench: {method} measurements ({', '.join(parts)})", len(parts))
     for name, part in parts.items():
         try:
             out[name] = part()
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
             out["errors"][name] = one_line(exc)
+        measuring.step()
+    measuring.finish()
     return out
 
 
