@@ -113,6 +113,36 @@ def test_unusable_output_dir_fails_before_training(tmp_path, capsys, where: str)
     assert "test accuracy" not in captured.out  # nothing was trained
 
 
+def test_an_output_dir_in_use_is_refused_and_freed_when_its_run_is_killed(tmp_path, capsys):
+    """Two runs into one folder swapped shards and mixed configs with weights: the second
+    now fails at once, and a killed holder leaves no stale lock behind."""
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        argv = ["train", "--dataset", "synthetic:num_nodes=200", "--epochs", "1"]
+        assert main([*argv, "--output-dir", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"in use by another run (pid {holder.pid})" in err
+        assert not (out / "metrics.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main([*argv, "--output-dir", str(out)]) == 0  # SIGKILL released it
+    assert (out / "metrics.json").exists()
+
+
+HOLD_LOCK = """
+import sys, time
+from vqgnn_dist.train.metrics import locked_output_dir
+with locked_output_dir(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
 def test_compare_puts_full_graph_one_process_and_ray_workers_side_by_side(tmp_path, capsys) -> None:
     """``make run``'s command: the three setups, their accuracy, epoch time, peak memory
     (the largest worker's on Ray) and, on Ray, the bytes moved per epoch."""

@@ -19,7 +19,7 @@ from typing import Any
 from torch_geometric.data import Data
 
 from vqgnn_dist.config import ConfigError, TrainConfig
-from vqgnn_dist.train.metrics import check_output_dir, write_json_atomic
+from vqgnn_dist.train.metrics import locked_output_dir, write_json_atomic
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -38,14 +38,27 @@ def run(
     ``callbacks`` are Ray Train ``UserCallback`` objects (e.g. an MLflow or W&B
     logger) for a run on Ray workers; they see every report in the Train controller.
     The output folder is checked first, so a run that could not save fails before it
-    trains (:func:`~vqgnn_dist.train.metrics.check_output_dir`).
+    trains, and held for the run, so a second run into it fails at once
+    (:func:`~vqgnn_dist.train.metrics.locked_output_dir`).
     """
     if callbacks and cfg.num_workers == 0:
         raise ConfigError(
             "callbacks are Ray Train callbacks and need a run on Ray workers; "
             "set num_workers > 0 or use on_epoch"
         )
-    check_output_dir(cfg.output_dir)
+    with locked_output_dir(cfg.output_dir):
+        result = _run(cfg, data, progress, on_epoch, callbacks)
+        write_json_atomic(Path(cfg.output_dir) / "metrics.json", result)
+    return result
+
+
+def _run(
+    cfg: TrainConfig,
+    data: Data,
+    progress: bool,
+    on_epoch: EpochCallback | None,
+    callbacks: Sequence[Any],
+) -> dict[str, Any]:
     board = None
     if cfg.tensorboard:
         from vqgnn_dist.train.tensorboard import EpochBoard
@@ -67,7 +80,6 @@ def run(
     finally:
         if board is not None:
             board.close()
-    write_json_atomic(Path(cfg.output_dir) / "metrics.json", result)
     return result
 
 

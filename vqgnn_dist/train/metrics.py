@@ -5,13 +5,18 @@ The task metrics and losses live in :mod:`vqgnn_dist.tasks.metrics`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+LOCK_FILE = ".vqgnn-run.lock"
 
 
 def peak_rss_mb() -> float:
@@ -73,3 +78,33 @@ def check_output_dir(path: str | Path) -> Path:
             f"--output-dir {out}: cannot write there ({exc.strerror}); give a writable folder"
         ) from None
     return out
+
+
+@contextmanager
+def locked_output_dir(path: str | Path) -> Iterator[Path]:
+    """Hold ``path`` for one run: a second run into the same folder fails in one line.
+
+    Two runs in one folder swapped each other's shards and mixed one run's config
+    with the other's weights. The lock is an ``flock`` on ``LOCK_FILE``, so the
+    system frees it when the holder exits, also when it is killed: no stale lock.
+    """
+    from vqgnn_dist.config import ConfigError
+
+    out = check_output_dir(path)
+    lock = out / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(
+            f"--output-dir {out}: in use by another run (pid {holder}); "
+            "wait for it to end or give another --output-dir"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield out
+    finally:
+        os.close(fd)  # releases the lock; the file stays, empty of meaning
