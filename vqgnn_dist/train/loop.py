@@ -108,8 +108,8 @@ def fit(
         result.steps += len(losses)
         for name, sec in rec.get("phases", {}).items():
             result.phases[name] = result.phases.get(name, 0.0) + sec
-        total = placement.all_sum([sum(losses)])[0]
-        rec.update(loss=total / max(1, len(losses)), time_s=dt)
+        total, count = placement.all_sum([sum(losses), len(losses)])
+        rec.update(loss=total / max(1.0, count), time_s=dt)
         rec.update(task.evaluate(method))
         method.timer.reset()  # inference is not a training phase
         result.history.append(rec)
