@@ -155,11 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "quiet", False):
         os.environ["VQGNN_QUIET"] = "1"  # vqgnn_dist.progress; Ray workers inherit it
+    from vqgnn_dist.run import RunInterrupted
+
     try:
         return args.func(args)
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RunInterrupted as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        return 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ from vqgnn_dist.train.metrics import locked_output_dir, write_json_atomic
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
+class RunInterrupted(Exception):
+    """Ctrl-C (SIGINT) stopped a run; the message says what was kept and how to go on."""
+
+
 def run(
     cfg: TrainConfig,
     data: Data,
@@ -47,9 +51,35 @@ def run(
             "set num_workers > 0 or use on_epoch"
         )
     with locked_output_dir(cfg.output_dir):
-        result = _run(cfg, data, progress, on_epoch, callbacks)
+        try:
+            result = _run(cfg, data, progress, on_epoch, callbacks)
+        except KeyboardInterrupt:
+            if cfg.num_workers:
+                import ray
+
+                # The Train controller, its workers and the codebook server belong to this
+                # driver: ending its Ray session stops them, so no checkpoint follows the
+                # one named below (a relayed run's thread would otherwise train on).
+                ray.shutdown()
+            raise RunInterrupted(_what_was_kept(cfg)) from None
         write_json_atomic(Path(cfg.output_dir) / "metrics.json", result)
     return result
+
+
+def _what_was_kept(cfg: TrainConfig) -> str:
+    """The one line of an interrupted run: its newest complete checkpoint, or nothing."""
+    if cfg.num_workers == 0:
+        return (
+            f"interrupted; a one-process run writes {cfg.output_dir} when it ends, "
+            "so nothing of this one was kept"
+        )
+    from vqgnn_dist.distributed.checkpoint import latest_checkpoint
+
+    try:
+        kept = latest_checkpoint(Path(cfg.output_dir).resolve(), cfg.num_workers, cfg.epochs)
+    except ConfigError:
+        return f"interrupted before a complete checkpoint; nothing in {cfg.output_dir} to resume"
+    return f"interrupted; checkpoint {kept.path} is kept: run again with --resume to go on"
 
 
 def _run(
