@@ -6,9 +6,11 @@
         python jobs/evaluate.py --checkpoint /abs/runs/gcn --split all
 
 ``--checkpoint`` is a ``model.pt`` of a single-process run, or a run directory
-holding one; a distributed run directory (no ``model.pt``) is scored from its
-final Ray Train checkpoint, the one its metrics.json names (weights and the
-shared codebooks). Prediction uses
+holding one (the state of its best validation epoch); a distributed run
+directory (no ``model.pt``) is scored from its best-validation Ray Train
+checkpoint (weights and the shared codebooks): the run keeps the two best by
+validation accuracy next to its latest, and the output names the one scored,
+with its epoch. Prediction uses
 the run's ``inference``: exact layer-wise inference of the weights, or codeword
 inference (a distributed checkpoint's nodes are then first assigned to their
 nearest codewords with the codebooks frozen). The graph is
@@ -45,37 +47,52 @@ def _config_of(raw: dict[str, Any], source: Path) -> TrainConfig:
         raise ConfigError(f"{source}: the stored config is not usable ({exc})") from None
 
 
-def _run_checkpoint(run: dict[str, Any], found: list[Path]) -> Path:
-    """Worker 0's file of the checkpoint the run's metrics name (its final one); without
-    that, the one of the most epochs. Run folders are named by random ids, so their
-    order says nothing (sorting them picked an epoch-1 model)."""
+def _run_checkpoint(run: dict[str, Any], found: list[Path]) -> tuple[Path, dict[str, Any]]:
+    """Worker 0's file of the run's best-validation checkpoint, and that file's state.
+
+    Only the checkpoints of the Ray run that metrics.json names count (its folder
+    may hold older runs, whose random ids sort anyhow: sorting them picked an
+    epoch-1 model). Among them, the one of the run's best epoch; where Ray Train
+    kept another of the same validation accuracy instead, the best kept, latest
+    first among ties.
+    """
     named = run.get("checkpoint")
-    if named and (Path(named) / "worker-0.pt").is_file():
-        return Path(named) / "worker-0.pt"
+    if named:
+        own = [f for f in found if f.parent.parent == Path(named).parent]
+        found = own or found
+    best = run.get("best_epoch")
+    states = {f: torch.load(f, map_location="cpu", weights_only=True) for f in found}
 
-    def epochs(file: Path) -> tuple[int, float]:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-        return int(state.get("epoch", 0)), file.stat().st_mtime
+    def rank(file: Path) -> tuple[bool, float, int]:
+        state = states[file]
+        epoch = int(state.get("epoch", 0))
+        history = state.get("history") or [{}]
+        return epoch == best, float(history[-1].get("val_acc", -1.0)), epoch
 
-    return max(found, key=epochs)
+    chosen = max(found, key=rank)
+    return chosen, states[chosen]
 
 
-def load_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, torch.Tensor], bool]:
-    """(config, model state, whether the assignment tables are included) of ``path``."""
+def load_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, torch.Tensor], bool, dict]:
+    """(config, model state, whether the assignment tables are included, what was scored:
+    the file and its epoch) of ``path``."""
     if path.is_dir() and (path / "model.pt").exists():
         path = path / "model.pt"
     if path.is_file():
         state = load_saved_model(path)
-        return _config_of(state["config"], path), state["model"], True
+        metrics = path.with_name("metrics.json")
+        epoch = json.loads(metrics.read_text()).get("best_epoch") if metrics.exists() else None
+        scored = {"file": str(path.resolve()), "epoch": epoch}
+        return _config_of(state["config"], path), state["model"], True, scored
     if path.is_dir():
         found = list((path / "ray").glob("*/checkpoint_*/worker-0.pt"))
         metrics = path / "metrics.json"
         if found and metrics.exists():
             run = json.loads(metrics.read_text())
             cfg = _config_of(run["config"], metrics)
-            state = torch.load(_run_checkpoint(run, found), map_location="cpu", weights_only=True)
+            file, state = _run_checkpoint(run, found)
             weights = {k: v for k, v in state["model"].items() if not k.startswith("assignment")}
-            return cfg, weights, False
+            return cfg, weights, False, {"file": str(file.resolve()), "epoch": state.get("epoch")}
     raise ConfigError(
         f"{path}: no model.pt and no distributed checkpoint with metrics.json; "
         "give a run directory of `vqgnn-dist train --method vq` or its model.pt"
@@ -100,7 +117,7 @@ def evaluate(
     from vqgnn_dist.train.methods import inference_mode
     from vqgnn_dist.train.metrics import write_json_atomic
 
-    cfg, weights, with_assignments = load_checkpoint(checkpoint)
+    cfg, weights, with_assignments, scored = load_checkpoint(checkpoint)
     if cfg.method != "vq" or cfg.task != "node":
         raise ConfigError(f"{checkpoint}: evaluate scores VQ-GNN node classification runs only")
     data = load_graph(dataset or cfg.dataset, data_root or cfg.data_root)
@@ -144,6 +161,7 @@ def evaluate(
     tmp.replace(out / "predictions.parquet")
     summary = {
         "checkpoint": str(checkpoint.resolve()),
+        "scored": scored,
         "dataset": dataset or cfg.dataset,
         "split": split,
         "num_predictions": table.num_rows,
@@ -178,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     accs = "  ".join(f"{s} {summary[f'{s}_acc']:.4f}" for s in SPLITS)
+    scored = summary["scored"]
+    print(f"scored {scored['file']} (epoch {scored['epoch']}, the best validation epoch kept)")
     print(f"accuracy: {accs}")
     print(f"{summary['num_predictions']} predictions ({args.split}) -> {summary['predictions']}")
     print(f"summary -> {Path(summary['predictions']).with_name('eval.json')}", flush=True)

@@ -261,13 +261,14 @@ def test_resume_skips_a_torn_checkpoint_and_refuses_when_none_is_whole(
     out = tmp_path / "run"
     shutil.copytree(Path(clean_run["checkpoint"]).parents[2], out)
     kept = sorted((p for p in (out / "ray").glob("*/checkpoint_*") if p.is_dir()), key=str)
-    assert len(kept) == 2  # epochs 3 and 4
+    assert 2 <= len(kept) <= 3  # the two best by val_acc and the latest (epoch 4)
     (kept[-1] / "worker-1.pt").write_bytes(b"not a checkpoint")
+    done = torch.load(kept[-2] / "worker-0.pt", weights_only=True)["epoch"]
     cfg = TrainConfig(**FAULT_BASE, resume=True, output_dir=str(out)).validate()
-    result = train_distributed(cfg, small_graph())  # epoch 4 again, from epoch 3's
+    result = train_distributed(cfg, small_graph())  # from the newest complete one
     assert f"--resume: skipping {kept[-1].name}: worker-1.pt" in capsys.readouterr().out
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
-    assert result["history"][:3] == clean_run["history"][:3]
+    assert result["history"][:done] == clean_run["history"][:done]
     for path in (out / "ray").glob("*/checkpoint_*"):
         if path.is_dir():
             (path / "worker-0.pt").unlink(missing_ok=True)
@@ -406,9 +407,10 @@ def test_more_workers_than_cpus_is_one_line(ray_cluster, tmp_path) -> None:
     assert "\n" not in str(err.value)
 
 
-def test_evaluate_scores_the_checkpoint_the_run_names(clean_run, tmp_path) -> None:
+def test_evaluate_scores_the_runs_best_validation_checkpoint(clean_run, tmp_path) -> None:
     """A run folder holding an older Ray run (random ids sort anyhow): the evaluate job
-    scored that one's epoch-1 model before; now the checkpoint metrics.json names."""
+    scored that one's epoch-1 model before, then the final one; now the best-validation
+    checkpoint of the run metrics.json names (Ray Train keeps the two best by val_acc)."""
     import importlib.util
     import shutil
     from pathlib import Path
@@ -429,7 +431,13 @@ def test_evaluate_scores_the_checkpoint_the_run_names(clean_run, tmp_path) -> No
     spec = importlib.util.spec_from_file_location("evaluate_job", job)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    _, weights, with_assignments = module.load_checkpoint(out)
-    assert not with_assignments
+    _, weights, with_assignments, scored = module.load_checkpoint(out)
+    assert not with_assignments and "zzzz-an-older-run" not in scored["file"]
+    chosen = torch.load(scored["file"], weights_only=True)
+    assert scored["epoch"] == chosen["epoch"]
     for name, value in weights.items():
-        assert torch.equal(value, state["model"][name]), name
+        assert torch.equal(value, chosen["model"][name]), name
+    kept = [torch.load(f, weights_only=True) for f in final.parent.glob("checkpoint_*/worker-0.pt")]
+    assert chosen["history"][-1]["val_acc"] == max(k["history"][-1]["val_acc"] for k in kept)
+    best = [h for h in clean_run["history"] if h["epoch"] == clean_run["best_epoch"]]
+    assert chosen["history"][-1]["val_acc"] == best[0]["val_acc"]  # the run's best was kept

@@ -234,7 +234,11 @@ def _trainer(
             name=f"vqgnn-{run_id}",
             storage_path=str(out / "ray"),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            # The two best by validation accuracy, for jobs/evaluate.py; Ray Train keeps
+            # the latest as well, the one --resume and a restarted worker go on from.
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute="val_acc", checkpoint_score_order="max"
+            ),
             # Ray Train logs every report with its metrics at INFO; EpochPrinter says it shorter.
             logging_config=LoggingConfig(log_level="WARNING"),
             callbacks=[EpochPrinter(), *callbacks],
