@@ -276,6 +276,37 @@ def test_resume_skips_a_torn_checkpoint_and_refuses_when_none_is_whole(
         train_distributed(cfg, small_graph())
 
 
+def test_resume_on_another_worker_count_carries_weights_and_codebooks(
+    clean_run, tmp_path, capsys
+) -> None:
+    """--resume of a 2-worker run on 1 worker: it goes on at epoch 5 with the weights,
+    optimiser state and codebooks of the checkpoint, on a new shard set whose
+    assignments are rebuilt (it refused before: worker-1.pt has no place in a 1-worker run)."""
+    import shutil
+    from pathlib import Path
+
+    from vqgnn_dist.data.partition import read_manifest
+
+    source = Path(clean_run["checkpoint"])
+    out = tmp_path / "run"
+    shutil.copytree(source.parents[2], out)
+    final = torch.load(source / "worker-0.pt", weights_only=True)
+    cfg = {**FAULT_BASE, "num_workers": 1, "epochs": 6}
+    cfg = TrainConfig(**cfg, resume=True, output_dir=str(out)).validate()
+    result = train_distributed(cfg, small_graph())
+    printed = capsys.readouterr().out
+    assert "is of a 2-worker run, this one has 1: weights, optimiser state and codebooks" in printed
+    assert read_manifest(out / "shards")["num_parts"] == 1
+    assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4, 5, 6]
+    assert result["history"][:4] == clean_run["history"][:4]
+    # Epoch 5 went on from the checkpoint's codebooks: one EMA step per training step
+    # (one worker: every node in batches of 100) past the version it was saved at.
+    last = max(k for k in final["model"] if k.startswith("codebooks.") and k.endswith(".version"))
+    steps = -(-small_graph().num_nodes // FAULT_BASE["batch_size"])
+    assert result["history"][4]["codebook_version"] == int(final["model"][last]) + steps
+    assert result["test_acc"] >= clean_run["test_acc"] - 0.05
+
+
 # ------------------------------------------------------------ the other tasks
 
 

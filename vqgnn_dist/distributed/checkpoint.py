@@ -1,11 +1,14 @@
 """Checkpoints of a distributed run: one file per worker in each Ray Train checkpoint.
 
 A worker's file holds its weights, predictor, optimiser, codebooks, assignments,
-the epochs done, the global step and the history; files are written to a
-temporary name and renamed. A run resumes from its own latest checkpoint after
-a failure, or (``--resume``) from the newest checkpoint of an earlier run,
-checked first (:func:`latest_checkpoint`). ``--init-checkpoint`` starts from a
-single-process ``model.pt`` instead (:func:`load_single_process_state`).
+the epochs done, the global step, the history and the run's worker count; files
+are written to a temporary name and renamed. A run resumes from its own latest
+checkpoint after a failure, or (``--resume``) from the newest checkpoint of an
+earlier run, checked first (:func:`latest_checkpoint`), also one of another
+worker count: the weights, optimiser state and global codebooks are the same on
+every worker and carry over from rank 0's file, and each new shard's
+assignments are rebuilt by an assignment pass. ``--init-checkpoint`` starts
+from a single-process ``model.pt`` instead (:func:`load_single_process_state`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ from vqgnn_dist.nn.model import VQGNN
 CHECKPOINT_FILE = "worker-{rank}.pt"
 
 
-def save_checkpoint(method: Any, epoch: int, step: int, rank: int, history) -> ray.train.Checkpoint:
-    """Worker ``rank``'s state after ``epoch`` (global ``step``) as a Ray Train checkpoint."""
+def save_checkpoint(
+    method: Any, epoch: int, step: int, rank: int, world: int, history
+) -> ray.train.Checkpoint:
+    """Worker ``rank``'s state after ``epoch`` (global ``step``) of a run of ``world``
+    workers as a Ray Train checkpoint."""
     folder = tempfile.mkdtemp(prefix="vqgnn-ckpt-")
     predictor = method.predictor
     state = {
@@ -36,6 +42,7 @@ def save_checkpoint(method: Any, epoch: int, step: int, rank: int, history) -> r
         "optimizer": method.opt.state_dict(),
         "epoch": epoch,
         "step": step,
+        "world": world,
         "history": history,
         # The random stream a worker goes on with (dropout, negative pairs drawn from
         # the global generator): a restart continues it where the epoch ended.
@@ -47,18 +54,37 @@ def save_checkpoint(method: Any, epoch: int, step: int, rank: int, history) -> r
     return ray.train.Checkpoint.from_directory(folder)
 
 
-def load_checkpoint(method: Any, checkpoint: ray.train.Checkpoint, rank: int):
-    """Restore a worker's checkpoint; returns (epochs done, global step, history)."""
+def load_checkpoint(method: Any, checkpoint: ray.train.Checkpoint, rank: int, world: int):
+    """Restore a worker's checkpoint; returns (epochs done, global step, history, whether
+    the assignments came with it).
+
+    A checkpoint of another worker count gives every worker rank 0's weights,
+    optimiser state and codebooks, and no assignments: its shards were others.
+    """
     with checkpoint.as_directory() as folder:
-        path = Path(folder) / CHECKPOINT_FILE.format(rank=rank)
+        same = _world_of(Path(folder) / CHECKPOINT_FILE.format(rank=0), world) == world
+        path = Path(folder) / CHECKPOINT_FILE.format(rank=rank if same else 0)
         state = torch.load(path, map_location="cpu", weights_only=True)
-    method.model.load_state_dict(state["model"])
+    if same:
+        method.model.load_state_dict(state["model"])
+    else:
+        weights = {k: v for k, v in state["model"].items() if not k.startswith("assignment")}
+        missing = method.model.load_state_dict(weights, strict=False).missing_keys
+        lacking = [k for k in missing if not k.startswith("assignment")]
+        if lacking:
+            raise ConfigError(f"--resume: {path} lacks {lacking[0]}: not this model's checkpoint")
     if method.predictor is not None:
         method.predictor.load_state_dict(state["predictor"])
     method.opt.load_state_dict(state["optimizer"])
     if "rng" in state:
         torch.set_rng_state(state["rng"])
-    return int(state["epoch"]), int(state["step"]), list(state["history"])
+    return int(state["epoch"]), int(state["step"]), list(state["history"]), same
+
+
+def _world_of(file: Path, default: int) -> int:
+    """The worker count of the run that wrote ``file`` (older checkpoints: ``default``)."""
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    return int(state.get("world", default)) if isinstance(state, dict) else default
 
 
 def load_single_process_state(model: VQGNN, path: str, lg: LocalGraph) -> None:
@@ -78,7 +104,8 @@ def latest_checkpoint(out: Path, num_workers: int, epochs: int) -> ray.train.Che
     """The newest *complete* checkpoint of earlier runs in ``out/ray``, checked before use.
 
     A newer checkpoint with a worker file missing, corrupt or foreign (torn by a
-    crash while it was written) is skipped with one line. Raises
+    crash while it was written) is skipped with one line. One of another worker
+    count is used as :func:`load_checkpoint` says, with a line saying so. Raises
     :class:`ConfigError` (one line) when no checkpoint is complete, or when the
     newest complete one has already trained all ``epochs``.
     """
@@ -91,7 +118,7 @@ def latest_checkpoint(out: Path, num_workers: int, epochs: int) -> ray.train.Che
         )
     problems = []
     for path in reversed(found):
-        done, bad = _trained_epochs(path, num_workers)
+        done, world, bad = _trained_epochs(path, num_workers)
         if bad is None:
             break
         problems.append(bad)
@@ -106,13 +133,24 @@ def latest_checkpoint(out: Path, num_workers: int, epochs: int) -> ray.train.Che
             f"--resume: the run in {out} has already trained {done} epochs; "
             f"give --epochs above {done} to continue it"
         )
+    if world != num_workers:
+        print(
+            f"--resume: {path.name} is of a {world}-worker run, this one has {num_workers}: "
+            "weights, optimiser state and codebooks carry over, and every shard's "
+            "codeword assignments are rebuilt"
+        )
     return ray.train.Checkpoint.from_directory(str(path))
 
 
-def _trained_epochs(path: Path, num_workers: int) -> tuple[int, str | None]:
-    """The epochs the checkpoint at ``path`` holds, and what is wrong with it (None: whole)."""
+def _trained_epochs(path: Path, num_workers: int) -> tuple[int, int, str | None]:
+    """The epochs the checkpoint at ``path`` holds, the worker count of its run, and what
+    is wrong with it (None: whole)."""
     done = 0
-    for rank in range(num_workers):
+    try:
+        world = _world_of(path / CHECKPOINT_FILE.format(rank=0), num_workers)
+    except Exception:  # noqa: BLE001 - reported below as the file it is
+        world = num_workers
+    for rank in range(world):
         file = path / CHECKPOINT_FILE.format(rank=rank)
         try:
             state = torch.load(file, map_location="cpu", weights_only=True)
@@ -121,8 +159,12 @@ def _trained_epochs(path: Path, num_workers: int) -> tuple[int, str | None]:
         except Exception:  # noqa: BLE001 - any unreadable file is refused the same way
             ok = False
         if not ok:
-            return done, (
-                f"{file.name}: not a vqgnn-dist checkpoint of {num_workers} workers "
-                "(missing, corrupt or foreign)"
+            return (
+                done,
+                world,
+                (
+                    f"{file.name}: not a vqgnn-dist checkpoint of {world} workers "
+                    "(missing, corrupt or foreign)"
+                ),
             )
-    return done, None
+    return done, world, None

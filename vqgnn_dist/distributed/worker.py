@@ -63,18 +63,23 @@ def start(cfg: TrainConfig, config: dict[str, Any], method: VQMethod, server, ra
     """Put the model where the run starts; returns (first epoch, global step, history).
 
     A failure inside this run restarts from its own latest checkpoint; ``--resume``
-    starts from the latest checkpoint of an earlier run; ``--init-checkpoint`` from a
-    single-process model; otherwise rank 0's init pass gives every worker its codebooks.
+    starts from the latest checkpoint of an earlier run (of any worker count: then the
+    shards are new and their assignments are rebuilt from the carried codebooks);
+    ``--init-checkpoint`` from a single-process model; otherwise rank 0's init pass
+    gives every worker its codebooks.
     """
     model, view = method.model, method.view
+    world = dist.get_world_size()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None and config.get("resume_from"):
         checkpoint = ray.train.Checkpoint(config["resume_from"])
     if checkpoint is not None:
-        done, step, history = load_checkpoint(method, checkpoint, rank)
+        done, step, history, with_assignments = load_checkpoint(method, checkpoint, rank, world)
         # The checkpoint is the truth: the server may have advanced past it (a worker
         # died mid-epoch) or lost everything (it was restarted).
         _share_codebooks(method, server, rank)
+        if not with_assignments:
+            model.assign_nodes(view.x, view.index, _pass_batches(cfg, view, rank))
         return done + 1, step, history
     if cfg.init_checkpoint:
         load_single_process_state(model, cfg.init_checkpoint, view.halo[1])
@@ -84,16 +89,20 @@ def start(cfg: TrainConfig, config: dict[str, Any], method: VQMethod, server, ra
         return 1, 0, []
     for p in method.params:  # identical initial weights everywhere
         dist.broadcast(p.data, src=0)
-    # The init pass assigns every owned node once: batches of the node sampler.
-    steps = -(-view.num_owned // cfg.batch_size)
-    batches = [
-        b.to(view.x.device) for b in worker_sampler(view.num_owned, steps, cfg.seed, rank).epoch(0)
-    ]
+    batches = _pass_batches(cfg, view, rank)
     if rank == 0:
         model.init_codebooks(view.x, view.index, batches, torch.Generator().manual_seed(cfg.seed))
     _share_codebooks(method, server, rank)
     model.assign_nodes(view.x, view.index, batches)
     return 1, 0, []
+
+
+def _pass_batches(cfg: TrainConfig, view, rank: int) -> list[torch.Tensor]:
+    """The batches of an init or assignment pass: every owned node once, as the node
+    sampler draws them."""
+    steps = -(-view.num_owned // cfg.batch_size)
+    sampler = worker_sampler(view.num_owned, steps, cfg.seed, rank)
+    return [b.to(view.x.device) for b in sampler.epoch(0)]
 
 
 class WorkerHooks:
@@ -152,8 +161,9 @@ class WorkerHooks:
         """Report the epoch to Ray Train with this worker's checkpoint (the whole history
         with the last epoch)."""
         self.history.append(rec)
+        placement = self.placement
         ckpt = save_checkpoint(
-            self.method, rec["epoch"], self.step, self.placement.rank, self.history
+            self.method, rec["epoch"], self.step, placement.rank, placement.world, self.history
         )
         last = rec["epoch"] == self.cfg.epochs
         # The local copy goes once Ray Train has persisted it (one temp dir per epoch
