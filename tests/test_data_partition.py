@@ -160,6 +160,60 @@ def test_failed_partition_leaves_old_set_intact(tmp_path: Path, monkeypatch) -> 
     _assert_same_graph(read_all_shards(tmp_path / "s"), old)
 
 
+def test_a_new_set_is_swapped_in_with_no_moment_without_one(tmp_path: Path, monkeypatch) -> None:
+    """Two renames (old away, new in) left no set at all for a moment, and a crash there
+    lost it; on Linux the folders are now exchanged in one step: no rename of the old set."""
+    from vqgnn_dist.data import swap
+
+    partition_graph(csbm(num_nodes=200, seed=0), 2, tmp_path / "s")
+    renamed = []
+    real = swap.os.rename
+    monkeypatch.setattr(swap.os, "rename", lambda a, b: renamed.append(b) or real(a, b))
+    data = csbm(num_nodes=300, seed=1)
+    partition_graph(data, 3, tmp_path / "s")
+    assert renamed == []  # exchanged, not renamed
+    _assert_same_graph(read_all_shards(tmp_path / "s"), data)
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]
+
+
+def test_what_a_killed_writer_left_is_tidied_by_the_next(tmp_path: Path, capsys) -> None:
+    """A SIGKILLed partition left its temporary folder forever, and a crash between the
+    two renames left the good set only under .s.old-*: the next writer removes the
+    first and puts the second back; a live writer's folder is left alone."""
+    import subprocess
+    import sys
+
+    from vqgnn_dist.data.swap import temp_sibling
+
+    target = tmp_path / "s"
+    partition_graph(csbm(num_nodes=200, seed=0), 2, target)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(target)], capture_output=True, text=True
+    )
+    assert killed.returncode == -9
+    dead_tmp = Path(killed.stdout.strip())
+    assert dead_tmp.is_dir() and dead_tmp.name.startswith(".s.tmp-")
+    live_tmp = temp_sibling(target)  # this process's, still writing
+    stranded = dead_tmp.with_name(dead_tmp.name.replace(".tmp-", ".old-"))
+    target.rename(stranded)  # the crash between the renames: no s, the set beside it
+    data = csbm(num_nodes=300, seed=1)
+    partition_graph(data, 2, tmp_path / "s")
+    said = capsys.readouterr().out
+    assert f"put back the complete set a crash left at {stranded.name}" in said
+    assert f"removed {dead_tmp.name}, left by a writer that died" in said
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["s", live_tmp.name])
+    _assert_same_graph(read_all_shards(target), data)
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from vqgnn_dist.data.swap import temp_sibling
+print(temp_sibling(Path(sys.argv[1])), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
 def test_cli_partition(tmp_path: Path, capsys) -> None:
     parser = argparse.ArgumentParser()
     add_partition_parser(parser.add_subparsers())

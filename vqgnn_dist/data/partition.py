@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +58,7 @@ from vqgnn_dist.data.arrow import (
 )
 from vqgnn_dist.data.errors import DataError
 from vqgnn_dist.data.graph import MASKS
+from vqgnn_dist.data.swap import clean_leftovers, replace_folder, temp_sibling
 from vqgnn_dist.progress import Progress
 
 SCHEMA_VERSION = 2
@@ -211,10 +210,13 @@ def partition_graph(
     was sharded, so that each worker owns the same nodes in both.
 
     Everything is written to a temporary folder next to ``out_dir`` and then
-    renamed into place; an older shard set there is replaced only once the new
-    one is complete, and a failure leaves it untouched. A non-empty
+    swapped into place (:mod:`vqgnn_dist.data.swap`); an older shard set there is
+    replaced only once the new one is complete, and a failure leaves it
+    untouched. What a killed earlier writer left is tidied first. A non-empty
     ``out_dir`` that holds no ``manifest.json`` is refused.
     """
+    for line in clean_leftovers(Path(out_dir).expanduser().resolve()):
+        print(line)
     out = _shard_folder(out_dir)
     start = time.perf_counter()
     fingerprint = graph_fingerprint(data, num_parts, method, seed, part)
@@ -235,9 +237,7 @@ def partition_graph(
     y = data.y.numpy()
     masks = tuple(data[k].numpy() for k in MASKS)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = temp_sibling(out)
     try:
         parts = []
         writing = Progress("partition: writing shards", num_parts)
@@ -269,7 +269,7 @@ def partition_graph(
         }
         with open(tmp / "manifest.json", "w") as fh:
             json.dump(manifest, fh, indent=1)
-        _replace_dir(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -351,20 +351,6 @@ def _write_part(
         "num_ring": int(ring.shape[0]),
         "files": files,
     }
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(new, target)
-        return
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_manifest(shard_dir: str | Path) -> dict[str, Any]:

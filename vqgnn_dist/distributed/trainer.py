@@ -45,6 +45,7 @@ from vqgnn_dist.data.partition import (
     read_manifest,
 )
 from vqgnn_dist.data.splits import link_split, symmetric_edge_index, training_subgraph
+from vqgnn_dist.data.swap import clean_leftovers
 from vqgnn_dist.distributed.checkpoint import latest_checkpoint
 from vqgnn_dist.distributed.halo import HaloDirectory
 from vqgnn_dist.distributed.server import CodebookServer
@@ -107,6 +108,8 @@ def prepare_shards(
     ``part`` fixes every node's part (see :func:`partition_graph`).
     """
     fingerprint = graph_fingerprint(data, cfg.num_workers, "metis", cfg.seed, part)
+    for line in clean_leftovers(shard_dir):  # e.g. a set a crash left beside it
+        print(line)
     if (shard_dir / "manifest.json").is_file():
         try:
             manifest = read_manifest(shard_dir)
