@@ -55,6 +55,11 @@ def test_train_writes_metrics(tmp_path, method: str) -> None:
         (["--dataset", "cora", "--data-root", "/nonexistent/vqgnn"], "/nonexistent/vqgnn"),
         (["--model", "gat", "--hidden", "20", "--heads", "8"], "--heads"),
         (["--dropout", "1.5"], "--dropout"),
+        # Thousands of dead codewords, no word; now one line.
+        (["--dataset", "synthetic:num_nodes=300", "--codebook-size", "5000"], "300 or less"),
+        # A 745 GiB allocation, then a traceback.
+        (["--dataset", "synthetic:num_nodes=1e11"], "give a smaller num_nodes"),
+        (["--dataset", "synthetic:num_nodes=2.5"], "whole number"),
     ],
 )
 def test_bad_flags_exit_with_one_line(tmp_path, flags: list[str], needle: str) -> None:

@@ -50,6 +50,13 @@ def run(
             "callbacks are Ray Train callbacks and need a run on Ray workers; "
             "set num_workers > 0 or use on_epoch"
         )
+    if cfg.method == "vq" and cfg.codebook_size > data.num_nodes:
+        raise ConfigError(
+            f"--codebook-size {cfg.codebook_size} is more codewords than the graph's "
+            f"{data.num_nodes} nodes (each group would keep at least "
+            f"{cfg.codebook_size - data.num_nodes} dead); give --codebook-size "
+            f"{data.num_nodes} or less"
+        )
     with locked_output_dir(cfg.output_dir):
         try:
             result = _run(cfg, data, progress, on_epoch, callbacks)

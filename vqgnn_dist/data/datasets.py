@@ -16,6 +16,7 @@ Downloads happen only where the raw files are missing and a network is.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,32 @@ def load_graph(spec: str, root: str | Path | None = None, **params: Any) -> Data
 
 
 def _load_synthetic(params: dict[str, Any]) -> Data:
+    _check_synthetic_size(params)
     try:
         return csbm(**params)
     except TypeError as exc:
         raise DataError(f"synthetic: {exc}; see vqgnn_dist.data.csbm for the parameters") from None
+
+
+def _check_synthetic_size(params: dict[str, Any]) -> None:
+    """Refuse a node count that is no count, or a graph this machine cannot hold (1e11
+    nodes tried to allocate 745 GiB). The estimate: 4 bytes a feature, and about 40
+    bytes an edge endpoint while the edges are drawn, deduplicated and stored."""
+    n = params.get("num_nodes", 10_000)
+    if isinstance(n, float) and n.is_integer():
+        n = params["num_nodes"] = int(n)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+        raise DataError(f"synthetic: num_nodes must be a whole number >= 2, got {n!r}")
+    features, degree = params.get("num_features", 64), params.get("avg_degree", 10.0)
+    if not isinstance(features, int) or not isinstance(degree, int | float):
+        return  # csbm names the bad type
+    need = n * (4 * features + 40 * degree)
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise DataError(
+            f"synthetic:num_nodes={n}: a graph this size needs about {need / 2**30:,.0f} GiB "
+            f"and this machine has {have / 2**30:.1f} GiB; give a smaller num_nodes"
+        )
 
 
 def _need_root(name: str, root: str | Path | None) -> Path:
