@@ -1,9 +1,11 @@
 """Issue 17's resume across worker counts: Cora GCN, VQ-GNN on Ray workers.
 
-``python experiments/issue17_resume.py ROOT [--out DIR] [--seeds 0,1,2] [--epochs 100]``
+``python experiments/issue17_resume.py ROOT [--out DIR] [--seeds 0,1,2] [--epochs 100]
+[--stop-at E]``
 
 Per seed: uninterrupted runs on 2 workers and on 1 worker, and two runs stopped
-half-way and resumed (``--resume``) on the other worker count: 2 -> 1 and 1 -> 2.
+after epoch E (default: half-way) and resumed (``--resume``) on the other worker
+count: 2 -> 1 and 1 -> 2.
 Batch 677 per step, as in the issue-14 table. Every run appends one line to
 ``OUT/runs.jsonl`` (skipped when already there); ``OUT/resume.json`` holds the
 mean test accuracy per setup (at the best validation epoch, which may lie
@@ -31,7 +33,7 @@ SETUPS = {
 }
 
 
-def one(data, out: Path, name: str, seed: int, epochs: int) -> dict:
+def one(data, out: Path, name: str, seed: int, epochs: int, stop_at: int) -> dict:
     first, then = SETUPS[name]
     folder = out / "runs" / f"{name.replace(' ', '').replace('->', '-to-')}-{seed}"
     base = dict(model="gcn", method="vq", batch_size=677, seed=seed, output_dir=str(folder))
@@ -40,7 +42,7 @@ def one(data, out: Path, name: str, seed: int, epochs: int) -> dict:
         result = run(cfg, data, progress=False)
     else:
         run(
-            TrainConfig(**base, epochs=epochs // 2, num_workers=first).validate(),
+            TrainConfig(**base, epochs=stop_at, num_workers=first).validate(),
             data,
             progress=False,
         )
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/issue17-resume")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--stop-at", type=int, default=None, help="default: epochs // 2")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from vqgnn_dist.data import load_graph
@@ -77,7 +80,7 @@ def main() -> None:
         for name in SETUPS:
             if (name, seed) in done:
                 continue
-            row = one(data, out, name, seed, args.epochs)
+            row = one(data, out, name, seed, args.epochs, args.stop_at or args.epochs // 2)
             with log.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
