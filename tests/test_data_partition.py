@@ -264,3 +264,6 @@ def test_shards_are_reused_only_for_the_same_graph(tmp_path, capsys) -> None:
         assert again["fingerprint"] != first["fingerprint"]
         x = torch.cat([read_shard(tmp_path / "shards", r).x for r in range(2)])
         assert torch.allclose(x.sum(0), other.x.sum(0), atol=1e-3)  # the new graph's rows
+    # Another worker count (a --resume on P' workers): the line says so.
+    prepare_shards(TrainConfig(num_workers=3), data, tmp_path / "shards")
+    assert "holds 2 shards and this run has 3 workers; re-partitioning" in capsys.readouterr().out

@@ -119,7 +119,12 @@ def prepare_shards(
         if manifest is not None and manifest.get("fingerprint") == fingerprint:
             print(f"reusing shards in {shard_dir}")
             return manifest
-        if manifest is not None:
+        if manifest is not None and manifest.get("num_parts") != cfg.num_workers:
+            print(
+                f"{shard_dir} holds {manifest.get('num_parts')} shards and this run has "
+                f"{cfg.num_workers} workers; re-partitioning"
+            )
+        elif manifest is not None:
             print(
                 f"{shard_dir} holds shards of another graph or partition (fingerprint "
                 "differs: edges, features, labels, split or settings changed); re-partitioning"
