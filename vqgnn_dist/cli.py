@@ -53,7 +53,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def _setups(base: TrainConfig) -> list[tuple[str, dict[str, Any]]]:
-    """What ``compare`` trains: full-graph and VQ-GNN in this process, and VQ-GNN on
+    """What ``compare`` trains: full-graph and VQ-GNN in one process, and VQ-GNN on
     ``--num-workers P`` Ray workers when P > 0."""
     setups = [("full-graph", {"method": "full-graph"}), ("vq", {"method": "vq"})]
     if base.num_workers:
@@ -66,9 +66,9 @@ def _summary(results: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
     test = torch.tensor([r["test_acc"] for r in results])
     val = torch.tensor([r["val_acc"] for r in results])
     secs = sum(r["train_time_s"] for r in results) / len(results)
-    # A process's peak RSS covers everything it ran before: only a Ray run's workers
-    # measure one setup alone.
-    peak = [r["worker_peak_rss_mb"] for r in results if "worker_peak_rss_mb" in r]
+    # A one-process setup ran alone in a child process (_run_alone): its peak is that
+    # process's; a Ray run's is its largest worker's.
+    peak = [r.get("worker_peak_rss_mb", r["peak_rss_mb"]) for r in results]
     moved = [
         sum(r["bytes_per_epoch"][k] for k in WIRE_BYTES) for r in results if "bytes_per_epoch" in r
     ]
@@ -79,10 +79,21 @@ def _summary(results: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
         "val_acc_std": val.std().item() if len(results) > 1 else 0.0,
         "train_time_s_mean": secs,
         "epoch_s_mean": secs / epochs,
-        "worker_peak_rss_mb": max(peak) if peak else None,
+        "peak_rss_mb": max(peak),
         "bytes_per_epoch": sum(moved) / len(moved) if moved else None,
         "test_acc": test.tolist(),
     }
+
+
+def _run_alone(cfg: TrainConfig, data) -> dict[str, Any]:
+    """A one-process setup in a fresh process of its own, so that its peak memory is its
+    own and not that of every setup this process ran before."""
+    from vqgnn_dist.bench.runner import run_in_child
+
+    result = run_in_child(run_and_save, cfg=cfg, data=data)
+    if "error" in result:
+        raise ConfigError(f"{cfg.method} in one process failed: {result['error']}")
+    return result
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -100,16 +111,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for name, over in setups:
             out = Path(base.output_dir) / name / f"seed{seed}"
             cfg = config_from_args(args, seed=seed, output_dir=str(out), **over)
-            runs[name].append(run_and_save(cfg, data))
+            runs[name].append(run_and_save(cfg, data) if cfg.num_workers else _run_alone(cfg, data))
     summary: dict[str, Any] = {"dataset": base.dataset, "model": base.model, "seeds": seeds}
     summary["methods"] = {name: _summary(r, base.epochs) for name, r in runs.items()}
     print(f"\n{base.model} on {base.dataset}, seeds {seeds}, {base.epochs} epochs")
-    print(
-        f"{'':<14}{'test acc':>18}{'val acc':>18}{'s/epoch':>9}{'worker MiB':>11}{'MB/epoch':>10}"
-    )
+    print(f"{'':<14}{'test acc':>18}{'val acc':>18}{'s/epoch':>9}{'peak MiB':>11}{'MB/epoch':>10}")
     for name, m in summary["methods"].items():
         moved = "" if m["bytes_per_epoch"] is None else f"{m['bytes_per_epoch'] / 1e6:.2f}"
-        peak = "" if m["worker_peak_rss_mb"] is None else f"{m['worker_peak_rss_mb']:.0f}"
+        peak = f"{m['peak_rss_mb']:.0f}"
         print(
             f"{name:<14}{m['test_acc_mean']:>11.4f} ± {m['test_acc_std']:.4f}"
             f"{m['val_acc_mean']:>11.4f} ± {m['val_acc_std']:.4f}{m['epoch_s_mean']:>9.3f}"
