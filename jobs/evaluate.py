@@ -60,17 +60,16 @@ def _run_checkpoint(run: dict[str, Any], found: list[Path]) -> tuple[Path, dict[
     if named:
         own = [f for f in found if f.parent.parent == Path(named).parent]
         found = own or found
-    best = run.get("best_epoch")
-    states = {f: torch.load(f, map_location="cpu", weights_only=True) for f in found}
-
-    def rank(file: Path) -> tuple[bool, float, int]:
-        state = states[file]
+    best_epoch = run.get("best_epoch")
+    best: tuple[tuple[bool, float, int], Path, dict[str, Any]] | None = None
+    for file in found:  # one state held at a time besides the best so far
+        state = torch.load(file, map_location="cpu", weights_only=True)
         epoch = int(state.get("epoch", 0))
         history = state.get("history") or [{}]
-        return epoch == best, float(history[-1].get("val_acc", -1.0)), epoch
-
-    chosen = max(found, key=rank)
-    return chosen, states[chosen]
+        rank = (epoch == best_epoch, float(history[-1].get("val_acc", -1.0)), epoch)
+        if best is None or rank > best[0]:
+            best = (rank, file, state)
+    return best[1], best[2]
 
 
 def load_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, torch.Tensor], bool, dict]:

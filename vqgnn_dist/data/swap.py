@@ -25,14 +25,16 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
-def _tag() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+def _sibling(target: Path, kind: str) -> Path:
+    """The name ``.NAME.KIND-HOST-PID-HEX`` next to ``target`` (kind: tmp or old)."""
+    tag = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return target.parent / f".{target.name}.{kind}-{tag}"
 
 
-def temp_sibling(target: Path, kind: str = "tmp") -> Path:
-    """A new, empty folder ``.NAME.KIND-HOST-PID-HEX`` next to ``target``."""
+def temp_sibling(target: Path) -> Path:
+    """A new, empty temporary folder next to ``target`` to write its replacement in."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    folder = target.parent / f".{target.name}.{kind}-{_tag()}-{uuid.uuid4().hex[:8]}"
+    folder = _sibling(target, "tmp")
     folder.mkdir()
     return folder
 
@@ -61,7 +63,7 @@ def replace_folder(new: Path, target: Path) -> None:
     if _exchange(new, target):
         shutil.rmtree(new, ignore_errors=True)  # it now holds the old set
         return
-    old = target.parent / f".{target.name}.old-{_tag()}-{uuid.uuid4().hex[:8]}"
+    old = _sibling(target, "old")
     os.rename(target, old)
     try:
         os.rename(new, target)

@@ -62,9 +62,12 @@ def load_checkpoint(method: Any, checkpoint: ray.train.Checkpoint, rank: int, wo
     optimiser state and codebooks, and no assignments: its shards were others.
     """
     with checkpoint.as_directory() as folder:
-        same = _world_of(Path(folder) / CHECKPOINT_FILE.format(rank=0), world) == world
-        path = Path(folder) / CHECKPOINT_FILE.format(rank=rank if same else 0)
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        path = Path(folder) / CHECKPOINT_FILE.format(rank=rank)
+        state = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+        same = state is not None and int(state.get("world", world)) == world
+        if not same and not (rank == 0 and state is not None):
+            path = Path(folder) / CHECKPOINT_FILE.format(rank=0)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     if same:
         method.model.load_state_dict(state["model"])
     else:
@@ -79,12 +82,6 @@ def load_checkpoint(method: Any, checkpoint: ray.train.Checkpoint, rank: int, wo
     if "rng" in state:
         torch.set_rng_state(state["rng"])
     return int(state["epoch"]), int(state["step"]), list(state["history"]), same
-
-
-def _world_of(file: Path, default: int) -> int:
-    """The worker count of the run that wrote ``file`` (older checkpoints: ``default``)."""
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    return int(state.get("world", default)) if isinstance(state, dict) else default
 
 
 def load_single_process_state(model: VQGNN, path: str, lg: LocalGraph) -> None:
@@ -145,17 +142,15 @@ def latest_checkpoint(out: Path, num_workers: int, epochs: int) -> ray.train.Che
 def _trained_epochs(path: Path, num_workers: int) -> tuple[int, int, str | None]:
     """The epochs the checkpoint at ``path`` holds, the worker count of its run, and what
     is wrong with it (None: whole)."""
-    done = 0
-    try:
-        world = _world_of(path / CHECKPOINT_FILE.format(rank=0), num_workers)
-    except Exception:  # noqa: BLE001 - reported below as the file it is
-        world = num_workers
-    for rank in range(world):
+    done, world, rank = 0, num_workers, 0
+    while rank < world:  # rank 0's file names the run's worker count (older ones: ours)
         file = path / CHECKPOINT_FILE.format(rank=rank)
         try:
             state = torch.load(file, map_location="cpu", weights_only=True)
             ok = isinstance(state, dict) and {"model", "optimizer", "epoch", "step"} <= set(state)
             done = int(state["epoch"]) if ok else done
+            if ok and rank == 0:
+                world = int(state.get("world", num_workers))
         except Exception:  # noqa: BLE001 - any unreadable file is refused the same way
             ok = False
         if not ok:
@@ -167,4 +162,5 @@ def _trained_epochs(path: Path, num_workers: int) -> tuple[int, int, str | None]
                     "(missing, corrupt or foreign)"
                 ),
             )
+        rank += 1
     return done, world, None
