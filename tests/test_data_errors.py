@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from vqgnn_dist.data import DataError, csbm, load_graph
 from vqgnn_dist.data.cli import add_partition_parser
@@ -152,6 +153,80 @@ def test_corrupt_parquet_file(tmp_path: Path) -> None:
     (folder / "edges.parquet").write_bytes(b"PAR1 this is not parquet")
     msg = _error(folder)
     assert "edges.parquet" in msg and "not a readable Parquet file" in msg
+
+
+@pytest.mark.parametrize(
+    ("edges", "match"),
+    [
+        ({"src": pa.array([], pa.int64()), "dst": pa.array([], pa.int64())}, "hold no rows"),
+        ({"src": pa.array([0, 1], pa.int64()), "dst": pa.array([0, 1], pa.int64())}, "only self"),
+    ],
+)
+def test_a_graph_without_edges_is_refused(tmp_path: Path, edges: dict, match: str) -> None:
+    """It trained an MLP and called it a GNN."""
+    msg = _error(_write(tmp_path / "g", edges=edges))
+    assert "edges.parquet" in msg and "src/dst" in msg and match in msg
+
+
+def test_zero_width_features_are_refused(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path / "g", nodes={"x": pa.array([[], [], []], FLOATS)}))
+    assert "nodes.parquet" in msg and "field x has 0 features" in msg
+
+
+@pytest.mark.parametrize("label", [100000, 2**40])
+def test_a_label_far_above_the_others_is_refused(tmp_path: Path, label: int) -> None:
+    """It built a 100001-class head, or tried a 64 TB allocation."""
+    msg = _error(_write(tmp_path / "g", nodes={"y": pa.array([0, 1, label], pa.int64())}))
+    assert "nodes.parquet" in msg and "field y" in msg and f"label {label}" in msg
+    graph = _write(tmp_path / "h", nodes={"y": pa.array([0, 1, 5], pa.int64())})
+    assert load_graph(f"parquet:{graph}", num_classes=6).num_classes == 6
+
+
+def test_a_split_column_null_everywhere_is_refused(tmp_path: Path) -> None:
+    msg = _error(_write(tmp_path / "g", nodes={"split": pa.array([None] * 3, pa.string())}))
+    assert "nodes.parquet" in msg and "field split is null on every row" in msg
+
+
+def test_no_split_column_is_a_seeded_random_split_said_as_such(tmp_path: Path, capsys) -> None:
+    n = 50
+    labels = pa.array([-1, *(i % 3 for i in range(n - 1))], pa.int64())
+    nodes = {
+        "node_id": pa.array(range(n), pa.int64()),
+        "x": pa.array([[float(i)] for i in range(n)], FLOATS),
+        "y": labels,
+    }
+    folder = _write(tmp_path / "g", nodes=nodes, drop="split")
+    first, again = (load_graph(f"parquet:{folder}") for _ in range(2))
+    err = capsys.readouterr().err
+    assert "no split column; using a random split of the 49 labelled nodes" in err
+    for key in ("train_mask", "val_mask", "test_mask"):
+        assert torch.equal(first[key], again[key])
+    masks = torch.stack([first.train_mask, first.val_mask, first.test_mask])
+    assert masks.sum(1).tolist() == [29, 10, 10] and not masks[:, 0].any()
+    assert (masks.sum(0) == (first.y >= 0)).all()
+
+
+@pytest.mark.parametrize(
+    ("y", "split", "match"),
+    [
+        ([-1, -1, -1], ["train", "val", "test"], "no train node has a label"),
+        ([-1, 1, 0], ["train", "val", "test"], "no train node has a label"),
+        ([0, 1, 0], ["train", "train", "test"], "no val node has a label"),
+        ([0, 1, 0], ["train", "val", "train"], "no test node has a label"),
+    ],
+)
+def test_node_task_refuses_a_split_without_labelled_nodes(
+    tmp_path: Path, y: list, split: list, match: str
+) -> None:
+    """All labels -1 scored 0.0 with exit 0; no labelled training node reported an
+    untrained model; only training nodes crashed after the last epoch."""
+    from vqgnn_dist.tasks.node import check_node_task
+
+    nodes = {"y": pa.array(y, pa.int64()), "split": pa.array(split)}
+    data = load_graph(f"parquet:{_write(tmp_path / 'g', nodes=nodes)}")
+    with pytest.raises(DataError, match=match) as err:
+        check_node_task(data)
+    assert "\n" not in str(err.value) and "split" in str(err.value)
 
 
 @pytest.fixture

@@ -94,6 +94,11 @@ def finalize_graph(
     n = int(x.shape[0])
     if n == 0:
         raise DataError(f"{source}: field x has no rows (empty graph); give at least one node")
+    if x.shape[1] == 0:
+        raise DataError(
+            f"{source}: field x has 0 features per node; give every node at least one "
+            "feature (a constant 1.0 will do)"
+        )
     x = x.to(torch.float32)
     if not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).any(dim=1).nonzero()[0, 0])
@@ -164,6 +169,13 @@ def _check_labels(
     top = int(y.max()) if n else -1
     if num_classes is None:
         num_classes = max(top + 1, 1)
+        present = int(torch.unique(y[y >= 0]).numel())
+        if num_classes - present > max(present, 1):
+            raise DataError(
+                f"{source}: field y has label {top} but only {present} distinct labels, so "
+                f"{num_classes - present} of the class ids 0..{top} never occur; number the "
+                "classes 0..C-1 (or give num_classes)"
+            )
     elif top >= num_classes:
         raise DataError(
             f"{source}: field y has label {top} >= num_classes={num_classes}; "

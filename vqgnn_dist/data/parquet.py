@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,15 @@ def read_parquet_graph(
     order = np.argsort(node_id, kind="stable")
     x = list_column_to_matrix(require_column(nodes, where, "x"), where, "x")[order]
     y = _labels(require_column(nodes, where, "y"), where)[order]
-    masks = [m[order] for m in split_masks(nodes, where)]
+    if "split" in nodes.column_names:
+        masks = [m[order] for m in split_masks(nodes, where)]
+        if not any(bool(m.any()) for m in masks):
+            raise DataError(
+                f"{where}: field split is null on every row; mark nodes train, val or test, "
+                "or drop the column for a seeded random split"
+            )
+    else:
+        masks = default_split(y >= 0 if y.ndim == 1 else np.ones(n, bool), where)
 
     src = int_column(edges, str(epath), "src")
     dst = int_column(edges, str(epath), "dst")
@@ -75,6 +84,11 @@ def read_parquet_graph(
                 f"{epath}: field {field} has node id {bad} outside 0..{n - 1}; "
                 "edges must point at node_id values of nodes.parquet"
             )
+    if not bool((src != dst).any()):
+        raise DataError(
+            f"{epath}: fields src/dst hold {'only self-loops' if src.shape[0] else 'no rows'}, "
+            "so message passing would see no neighbours; give edges between distinct nodes"
+        )
     return finalize_graph(
         x=torch.from_numpy(x),
         y=torch.from_numpy(y),
@@ -88,6 +102,34 @@ def read_parquet_graph(
         source=where,
         directed=directed,
     )
+
+
+# The split of a graph without a ``split`` column: fractions of its labelled nodes.
+DEFAULT_SPLIT = (0.6, 0.2, 0.2)
+DEFAULT_SPLIT_SEED = 0
+
+
+def default_split(labelled: np.ndarray, where: str) -> list[np.ndarray]:
+    """Train/val/test masks for a graph with no ``split`` column: a random split of its
+    labelled nodes by :data:`DEFAULT_SPLIT`, seeded by :data:`DEFAULT_SPLIT_SEED` (the
+    same split for every training seed), printed as such to stderr."""
+    n = labelled.shape[0]
+    ids = np.flatnonzero(labelled)
+    np.random.default_rng(DEFAULT_SPLIT_SEED).shuffle(ids)
+    n_train = int(round(DEFAULT_SPLIT[0] * ids.shape[0]))
+    n_val = int(round(DEFAULT_SPLIT[1] * ids.shape[0]))
+    masks = [np.zeros(n, bool) for _ in range(3)]
+    for mask, part in zip(masks, np.split(ids, [n_train, n_train + n_val]), strict=True):
+        mask[part] = True
+    train, val, test = (f"{round(100 * f)}%" for f in DEFAULT_SPLIT)
+    print(
+        f"{where}: no split column; using a random split of the {ids.shape[0]} labelled "
+        f"nodes, {train} train / {val} val / {test} test (seed {DEFAULT_SPLIT_SEED}); "
+        "add a split column to choose your own",
+        file=sys.stderr,
+        flush=True,
+    )
+    return masks
 
 
 def _labels(col: pa.ChunkedArray, where: str) -> np.ndarray:

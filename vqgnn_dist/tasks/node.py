@@ -9,6 +9,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from vqgnn_dist.config import ConfigError
+from vqgnn_dist.data.errors import DataError
 from vqgnn_dist.tasks.base import SPLITS, GraphView, Placement, Step
 from vqgnn_dist.tasks.metrics import node_loss, split_counts, split_metrics
 
@@ -17,13 +18,21 @@ Batches = Callable[[int], list[Tensor]]
 
 
 def check_node_task(data: Data) -> None:
-    """``--task node`` trains with cross-entropy on class ids: refuse multi-label targets."""
+    """``--task node`` trains with cross-entropy on class ids: refuse multi-label targets,
+    and a split without a labelled node to train on, to select by or to test on."""
+    name = getattr(data, "name", "the graph")
     if data.y.dim() == 2:
         raise ConfigError(
-            f"{getattr(data, 'name', 'the graph')} has multi-label targets [n, {data.y.shape[1]}] "
+            f"{name} has multi-label targets [n, {data.y.shape[1]}] "
             "but --task node uses cross-entropy on class ids; use --task inductive "
             "(binary cross-entropy, micro-F1)"
         )
+    for split, what in zip(SPLITS, ("train on", "select the best epoch by", "score"), strict=True):
+        if not bool((data[f"{split}_mask"] & (data.y >= 0)).any()):
+            raise DataError(
+                f"{name}: no {split} node has a label (y >= 0), so --task node has nothing "
+                f"to {what}; mark labelled nodes {split} in the split field"
+            )
 
 
 class NodeTask:
