@@ -267,3 +267,26 @@ def test_shards_are_reused_only_for_the_same_graph(tmp_path, capsys) -> None:
     # Another worker count (a --resume on P' workers): the line says so.
     prepare_shards(TrainConfig(num_workers=3), data, tmp_path / "shards")
     assert "holds 2 shards and this run has 3 workers; re-partitioning" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["missing", "changed"])
+def test_a_damaged_shard_set_is_rebuilt_before_workers_read_it(tmp_path, capsys, damage) -> None:
+    """A missing halo file was reused, then failed in every worker: a 97-line traceback
+    after three retries. The driver checks every file of a set it would reuse."""
+    from vqgnn_dist.config import TrainConfig
+    from vqgnn_dist.distributed.trainer import prepare_shards
+
+    data = csbm(num_nodes=300, num_classes=3, num_features=8, avg_degree=6, seed=0)
+    cfg = TrainConfig(num_workers=2)
+    prepare_shards(cfg, data, tmp_path / "shards")
+    halo = tmp_path / "shards" / "part-00001" / "halo.parquet"
+    assert halo.is_file()
+    if damage == "missing":
+        halo.unlink()
+    else:
+        halo.write_bytes(halo.read_bytes() + b"\0")
+    capsys.readouterr()
+    prepare_shards(cfg, data, tmp_path / "shards")
+    out = capsys.readouterr().out
+    assert f"{halo}: " in out and "re-partitioning" in out and "reusing" not in out
+    assert read_shard(tmp_path / "shards", 1).num_parts == 2

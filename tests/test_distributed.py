@@ -246,6 +246,10 @@ def test_resume_continues_a_finished_run(clean_run, tmp_path) -> None:
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4, 5]
     assert result["history"][:4] == clean_run["history"]  # restored from the checkpoint, not re-run
     assert result["history"][4]["codebook_version"] > clean_run["history"][-1]["codebook_version"]
+    # It went on in the same Ray Train run, which Ray Train restored: one run folder, and
+    # the checkpoint of epoch 5 is in it beside the earlier ones.
+    (run,) = (p for p in (out / "ray").glob("vqgnn-*") if p.is_dir())
+    assert Path(result["checkpoint"]).parent == run.resolve()
     # Each worker's local copy of its checkpoint is gone once Ray Train persisted it.
     assert set(Path(tempfile.gettempdir()).glob("vqgnn-ckpt-*")) <= local_copies
 
@@ -269,6 +273,8 @@ def test_resume_skips_a_torn_checkpoint_and_refuses_when_none_is_whole(
     assert f"--resume: skipping {kept[-1].name}: worker-1.pt" in capsys.readouterr().out
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
     assert result["history"][:done] == clean_run["history"][:done]
+    # Ray Train would hand out the torn one again: this resume is a Ray run of its own.
+    assert len([p for p in (out / "ray").glob("vqgnn-*") if p.is_dir()]) == 2
     for path in (out / "ray").glob("*/checkpoint_*"):
         if path.is_dir():
             (path / "worker-0.pt").unlink(missing_ok=True)
@@ -472,3 +478,34 @@ def test_evaluate_scores_the_runs_best_validation_checkpoint(clean_run, tmp_path
     assert chosen["history"][-1]["val_acc"] == max(k["history"][-1]["val_acc"] for k in kept)
     best = [h for h in clean_run["history"] if h["epoch"] == clean_run["best_epoch"]]
     assert chosen["history"][-1]["val_acc"] == best[0]["val_acc"]  # the run's best was kept
+
+
+def test_bad_input_found_inside_a_worker_is_its_own_line(ray_cluster, tmp_path) -> None:
+    """A worker's one-line error reached the user as a 97-line Ray traceback after the
+    retries; now train_distributed raises the worker's own error."""
+    from vqgnn_dist.config import ConfigError
+    from vqgnn_dist.run import run
+
+    small = {**FAULT_BASE, "num_workers": 0, "hidden": 4, "epochs": 1}
+    run(TrainConfig(**small, output_dir=str(tmp_path / "one")).validate(), small_graph())
+    init = str(tmp_path / "one" / "model.pt")
+    cfg = {**FAULT_BASE, "max_failures": 0}  # the error is the same on every attempt
+    cfg = TrainConfig(**cfg, init_checkpoint=init, output_dir=str(tmp_path / "two"))
+    with pytest.raises(ConfigError, match="not a vqgnn-dist model of this architecture") as err:
+        train_distributed(cfg.validate(), small_graph())
+    assert "\n" not in str(err.value) and init in str(err.value)
+
+
+def test_shards_that_cannot_fit_in_the_cluster_are_one_line(tmp_path) -> None:
+    """The workers' memory is checked against the Ray cluster's before any starts."""
+    from vqgnn_dist.config import ConfigError
+    from vqgnn_dist.data import partition_graph
+    from vqgnn_dist.distributed.trainer import check_memory, shard_memory_need
+
+    manifest = partition_graph(small_graph(), 2, tmp_path / "shards", method="random")
+    need = shard_memory_need(manifest)
+    assert all(n > 400 * 2**20 for n in need)  # the base, plus the shard
+    check_memory(manifest, float(sum(need)))
+    with pytest.raises(ConfigError, match="the workers need at least 0.8 GiB") as err:
+        check_memory(manifest, float(sum(need) - 1))
+    assert "\n" not in str(err.value) and "Ray cluster has 0.8 GiB" in str(err.value)

@@ -108,12 +108,7 @@ def _run(
 
             result = train(cfg, data, progress=progress, on_epoch=callback)
         else:
-            from vqgnn_dist.distributed.trainer import train_distributed
-
-            if callback is None:
-                result = train_distributed(cfg, data, callbacks)
-            else:
-                result = _relayed(cfg, data, callback, callbacks)
+            result = _distributed(cfg, data, callback, callbacks)
     finally:
         if board is not None:
             board.close()
@@ -132,39 +127,48 @@ def _both(first: EpochCallback | None, second: EpochCallback | None) -> EpochCal
     return both
 
 
-def _relayed(
-    cfg: TrainConfig, data: Data, on_epoch: EpochCallback, callbacks: Sequence[Any]
+def _distributed(
+    cfg: TrainConfig, data: Data, on_epoch: EpochCallback | None, callbacks: Sequence[Any]
 ) -> dict[str, Any]:
-    """A distributed run whose epoch reports reach ``on_epoch`` in this process.
+    """A run on Ray workers, trained in a thread of its own while this one waits.
 
-    Ray Train's callbacks run in its controller actor, away from the caller, so a
-    relay callback puts each epoch on a Ray queue that this thread drains while the
-    run goes on in another.
+    On the main thread Ray Train's ``fit`` takes SIGINT for itself (it aborts the
+    controller and exits the process with status 1); off it, Ctrl-C stays this
+    thread's KeyboardInterrupt, which :func:`run` turns into its one line. Ray Train's
+    callbacks run in its controller actor, away from the caller, so with ``on_epoch``
+    a relay callback puts each epoch on a Ray queue that this thread drains.
     """
     from ray.train import UserCallback
     from ray.util.queue import Empty, Queue
 
     from vqgnn_dist.distributed.trainer import train_distributed
 
-    class Relay(UserCallback):
-        """Forwards every epoch report to the queue (runs in the Train controller)."""
+    queue = None
+    if on_epoch is not None:
+        # num_cpus 0, outside any placement group of the caller (a Tune trial holds none).
+        queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": "DEFAULT"})
 
-        def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-            queue.put(metrics[0])
+        class Relay(UserCallback):
+            """Forwards every epoch report to the queue (runs in the Train controller)."""
 
-    # num_cpus 0, outside any placement group of the caller (a Tune trial holds no CPU).
-    queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": "DEFAULT"})
+            def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
+                queue.put(metrics[0])
+
+        callbacks = [*callbacks, Relay()]
     outcome: dict[str, Any] = {}
 
     def train() -> None:
         try:
-            outcome["result"] = train_distributed(cfg, data, callbacks=[*callbacks, Relay()])
+            outcome["result"] = train_distributed(cfg, data, callbacks=callbacks)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller below
             outcome["error"] = exc
 
     worker = threading.Thread(target=train, daemon=True)
     worker.start()
-    while worker.is_alive() or not queue.empty():
+    while worker.is_alive() or (queue is not None and not queue.empty()):
+        if queue is None:
+            worker.join(timeout=0.5)
+            continue
         try:
             on_epoch(queue.get(timeout=0.5))
         except Empty:

@@ -414,6 +414,26 @@ def _check_parts(path: Path, parts: list[Any]) -> None:
             )
 
 
+def check_part_file(path: Path, sha256: str) -> None:
+    """A :class:`DataError` unless the shard file ``path`` exists with this checksum."""
+    if not path.is_file():
+        raise DataError(f"{path}: shard file missing; re-run the partition")
+    if sha256_file(path) != sha256:
+        raise DataError(
+            f"{path}: field sha256 does not match the manifest (file changed "
+            "or corrupt); re-run the partition"
+        )
+
+
+def check_shard_files(shard_dir: str | Path, manifest: dict[str, Any]) -> None:
+    """Every file of every part of a read manifest is there, with its checksum: what the
+    workers will read, checked once before they start."""
+    root = Path(shard_dir)
+    for entry in manifest["parts"]:
+        for fname in PART_FILES:
+            check_part_file(root / entry["dir"] / fname, entry["files"][fname]["sha256"])
+
+
 def read_shard(shard_dir: str | Path, part: int) -> Shard:
     """Read part ``part`` of a shard set, reading only that part's files.
 
@@ -433,16 +453,8 @@ def read_shard(shard_dir: str | Path, part: int) -> Shard:
     folder = root / entry["dir"]
     tables = {}
     for fname in PART_FILES:
-        path = folder / fname
-        if not path.is_file():
-            raise DataError(f"{path}: shard file missing; re-run the partition")
-        expected = entry["files"][fname]["sha256"]
-        if sha256_file(path) != expected:
-            raise DataError(
-                f"{path}: field sha256 does not match the manifest (file changed "
-                "or corrupt); re-run the partition"
-            )
-        tables[fname] = read_table(path)
+        check_part_file(folder / fname, entry["files"][fname]["sha256"])
+        tables[fname] = read_table(folder / fname)
 
     nodes, adj, halo, halo_adj, ring = (tables[f] for f in PART_FILES)
     where = str(folder / "nodes.parquet")

@@ -25,10 +25,15 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
+def writer_tag() -> str:
+    """``HOST-PID-HEX``: a new name part for a temporary folder of this process, which
+    :func:`writer_dead` reads back."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 def _sibling(target: Path, kind: str) -> Path:
     """The name ``.NAME.KIND-HOST-PID-HEX`` next to ``target`` (kind: tmp or old)."""
-    tag = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    return target.parent / f".{target.name}.{kind}-{tag}"
+    return target.parent / f".{target.name}.{kind}-{writer_tag()}"
 
 
 def temp_sibling(target: Path) -> Path:
@@ -73,9 +78,10 @@ def replace_folder(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _writer_dead(folder: Path, prefix: str) -> bool:
-    """Whether the writer named in ``folder``'s name is gone: a pid of this host that no
-    longer runs, or a name from before writers were named. Other hosts' are alive."""
+def writer_dead(folder: Path, prefix: str) -> bool:
+    """Whether the writer named in ``folder``'s name (``PREFIX`` + :func:`writer_tag`) is
+    gone: a pid of this host that no longer runs, or a name from before writers were
+    named. Other hosts' are alive."""
     parts = folder.name[len(prefix) :].rsplit("-", 2)
     if len(parts) != 3 or not parts[1].isdigit():
         return True
@@ -107,7 +113,7 @@ def clean_leftovers(target: Path) -> list[str]:
         olds = olds[:-1]
     for kind, found in (("tmp", target.parent.glob(f".{target.name}.tmp-*")), ("old", olds)):
         for folder in found:
-            if folder.is_dir() and _writer_dead(folder, f".{target.name}.{kind}-"):
+            if folder.is_dir() and writer_dead(folder, f".{target.name}.{kind}-"):
                 shutil.rmtree(folder, ignore_errors=True)
                 said.append(f"{target}: removed {folder.name}, left by a writer that died")
     return said

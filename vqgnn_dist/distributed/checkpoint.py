@@ -14,6 +14,7 @@ from a single-process ``model.pt`` instead (:func:`load_single_process_state`).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,27 @@ import ray.train
 import torch
 
 from vqgnn_dist.config import ConfigError
+from vqgnn_dist.data.swap import writer_dead, writer_tag
 from vqgnn_dist.distributed.halo import LocalGraph
 from vqgnn_dist.factory import load_saved_model
 from vqgnn_dist.nn.model import VQGNN
 
 CHECKPOINT_FILE = "worker-{rank}.pt"
+# A worker's local copy of its checkpoint, in the system temp dir until Ray Train has
+# persisted it: PREFIX + HOST-PID-HEX, so one a killed worker left is known and removed.
+LOCAL_COPY_PREFIX = "vqgnn-ckpt-"
+
+
+def _local_copy_folder() -> Path:
+    """A new folder for this worker's local checkpoint copy, after removing the ones of
+    workers that died before Ray Train persisted theirs (SIGKILL leaves them)."""
+    temp = Path(tempfile.gettempdir())
+    for folder in temp.glob(f"{LOCAL_COPY_PREFIX}*"):
+        if folder.is_dir() and writer_dead(folder, LOCAL_COPY_PREFIX):
+            shutil.rmtree(folder, ignore_errors=True)
+    folder = temp / f"{LOCAL_COPY_PREFIX}{writer_tag()}"
+    folder.mkdir()
+    return folder
 
 
 def save_checkpoint(
@@ -34,7 +51,7 @@ def save_checkpoint(
 ) -> ray.train.Checkpoint:
     """Worker ``rank``'s state after ``epoch`` (global ``step``) of a run of ``world``
     workers as a Ray Train checkpoint."""
-    folder = tempfile.mkdtemp(prefix="vqgnn-ckpt-")
+    folder = _local_copy_folder()
     predictor = method.predictor
     state = {
         "model": method.model.state_dict(),
@@ -48,10 +65,10 @@ def save_checkpoint(
         # the global generator): a restart continues it where the epoch ended.
         "rng": torch.get_rng_state(),
     }
-    tmp = Path(folder) / f".{CHECKPOINT_FILE.format(rank=rank)}.tmp"
+    tmp = folder / f".{CHECKPOINT_FILE.format(rank=rank)}.tmp"
     torch.save(state, tmp)
-    os.replace(tmp, Path(folder) / CHECKPOINT_FILE.format(rank=rank))
-    return ray.train.Checkpoint.from_directory(folder)
+    os.replace(tmp, folder / CHECKPOINT_FILE.format(rank=rank))
+    return ray.train.Checkpoint.from_directory(str(folder))
 
 
 def load_checkpoint(method: Any, checkpoint: ray.train.Checkpoint, rank: int, world: int):
@@ -89,9 +106,16 @@ def load_single_process_state(model: VQGNN, path: str, lg: LocalGraph) -> None:
     global assignment tables that belong to this worker's owned and halo nodes."""
     state = load_saved_model(path)["model"]
     tables = {k: state.pop(k) for k in list(state) if k.startswith("assignment")}
-    missing = model.load_state_dict(state, strict=False).missing_keys
+    foreign = ConfigError(
+        f"--init-checkpoint {path}: not a vqgnn-dist model of this architecture (model, "
+        "hidden, layers, codebook); give the settings it was trained with, or drop it"
+    )
+    try:
+        missing = model.load_state_dict(state, strict=False).missing_keys
+    except RuntimeError:  # a tensor of another shape
+        raise foreign from None
     if set(missing) != set(tables) or len(tables) != model.num_layers:
-        raise ValueError(f"{path}: not a vqgnn-dist model of this architecture; retrain or drop it")
+        raise foreign
     for i in range(model.num_layers):
         table = model.assignment(i)
         table.copy_(tables[f"assignment{i}"][lg.global_ids].to(table.device, table.dtype))

@@ -32,6 +32,7 @@ from ray.train import (
     RunConfig,
     ScalingConfig,
     UserCallback,
+    WorkerGroupError,
 )
 from ray.train.torch import TorchConfig, TorchTrainer
 from torch_geometric.data import Data
@@ -40,6 +41,7 @@ from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.errors import DataError
 from vqgnn_dist.data.partition import (
     assign_parts,
+    check_shard_files,
     graph_fingerprint,
     partition_graph,
     read_manifest,
@@ -103,7 +105,8 @@ def prepare_shards(
 ) -> dict[str, Any]:
     """Partition unless ``shard_dir`` already holds exactly this graph in ``num_workers``
     parts: its manifest's fingerprint (edges, features, labels, split, partition
-    settings, ``part``) must match, else the shards are rebuilt with a line saying why.
+    settings, ``part``) must match and every file be there with its checksum, else the
+    shards are rebuilt with a line saying why.
 
     ``part`` fixes every node's part (see :func:`partition_graph`).
     """
@@ -113,6 +116,8 @@ def prepare_shards(
     if (shard_dir / "manifest.json").is_file():
         try:
             manifest = read_manifest(shard_dir)
+            if manifest.get("fingerprint") == fingerprint:
+                check_shard_files(shard_dir, manifest)
         except DataError as err:  # an older schema or a broken set: ours to rebuild
             manifest = None
             print(f"{err}: re-partitioning")
@@ -183,6 +188,38 @@ def check_resources(num_workers: int, use_gpu: bool) -> None:
         )
 
 
+# A worker's resident memory before its shard: Python with torch, PyG and Ray loaded,
+# the model, the codebooks and the gloo group (measured: ``worker_peak_rss_mb`` of a
+# 2-worker run on a 600-node graph, whose shard is a few KiB).
+WORKER_BASE_MIB = 400
+
+
+def shard_memory_need(manifest: dict[str, Any]) -> list[int]:
+    """A lower bound on each worker's memory in bytes: :data:`WORKER_BASE_MIB` plus its
+    shard's tensors twice (the Arrow buffers read from Parquet, then the tensors): the
+    owned rows' features and labels, the adjacency, the halo and ring ids."""
+    width = 4 * int(manifest["num_features"]) + 8
+    need = []
+    for part in manifest["parts"]:
+        ids = int(part["num_halo"]) + int(part["num_ring"])
+        tensors = part["num_nodes"] * width + 8 * part["num_adj_entries"] + 16 * ids
+        need.append(WORKER_BASE_MIB * 2**20 + 2 * tensors)
+    return need
+
+
+def check_memory(manifest: dict[str, Any], available: float) -> None:
+    """One line, before any worker starts, when the workers' shards cannot fit in the
+    ``available`` bytes of the Ray cluster's memory."""
+    need = shard_memory_need(manifest)
+    if sum(need) > available:
+        gib = 2**30
+        raise ConfigError(
+            f"--num-workers {len(need)}: the workers need at least {sum(need) / gib:.1f} GiB "
+            f"(the largest shard {max(need) / gib:.1f} GiB) but the Ray cluster has "
+            f"{available / gib:.1f} GiB of memory; add nodes or train a smaller graph"
+        )
+
+
 def train_distributed(
     cfg: TrainConfig, data: Data, callbacks: Sequence[UserCallback] = ()
 ) -> dict[str, Any]:
@@ -200,6 +237,7 @@ def train_distributed(
         ray.init(namespace=NAMESPACE, log_to_driver=True)
     check_resources(cfg.num_workers, torch.cuda.is_available())
     graph, manifest, task_config = prepare_task(cfg, data, out)
+    check_memory(manifest, ray.cluster_resources().get("memory", 0.0))
     run_id = uuid.uuid4().hex[:8]
     server_name, halo_name = f"codebook-server-{run_id}", f"halo-directory-{run_id}"
     # A server that dies is restarted (max_restarts); the push in flight fails, the
@@ -222,11 +260,46 @@ def train_distributed(
     }
     t0 = time.perf_counter()
     try:
-        result = _trainer(cfg, settings, out, run_id, callbacks).fit()
+        result = _trainer(cfg, settings, out, ray_run_name(resume, run_id), callbacks).fit()
+    except WorkerGroupError as err:
+        cause = _input_error(err)
+        if cause is None:
+            raise
+        raise cause from None
     finally:
         ray.kill(server)
         ray.kill(directory)
     return _metrics(cfg, data, graph, manifest, out, result, time.perf_counter() - t0)
+
+
+def ray_run_name(resume: ray.train.Checkpoint | None, run_id: str) -> str:
+    """The Ray Train run a training goes on in.
+
+    A ``--resume`` from the newest checkpoint of a run continues that run under its
+    name, so Ray Train restores it: the workers get its latest registered checkpoint
+    from ``ray.train.get_checkpoint()``, and the best ones it keeps are ranked over the
+    whole training. A fresh run, or a resume from an older checkpoint than its run's
+    newest (a torn newer one was skipped, which Ray Train would hand out again), is a
+    new run ``vqgnn-RUN_ID`` that starts from ``resume_from``.
+    """
+    if resume is not None:
+        path = Path(resume.path)
+        if path.name == max(p.name for p in path.parent.glob("checkpoint_*") if p.is_dir()):
+            return path.parent.name
+    return f"vqgnn-{run_id}"
+
+
+def _input_error(err: WorkerGroupError) -> Exception | None:
+    """The one-line error a worker raised on bad input, when that is why the run failed.
+
+    Ray Train wraps a worker's exception with its traceback text
+    (``UserExceptionWithTraceback``); the error itself is what the user should read.
+    """
+    for failure in err.worker_failures.values():
+        base = getattr(failure, "_base_exc", failure)
+        if isinstance(base, ConfigError | DataError):
+            return base
+    return None
 
 
 # Ray Train's controller takes a worker's report (with its checkpoint) when it polls
@@ -238,7 +311,7 @@ POLL_INTERVAL_S = "0.2"
 
 
 def _trainer(
-    cfg: TrainConfig, settings: dict, out: Path, run_id: str, callbacks: Sequence[UserCallback]
+    cfg: TrainConfig, settings: dict, out: Path, name: str, callbacks: Sequence[UserCallback]
 ) -> TorchTrainer:
     """The TorchTrainer of the workers: gloo on CPUs, nccl on GPUs, a checkpoint per epoch."""
     use_gpu = torch.cuda.is_available()
@@ -249,7 +322,7 @@ def _trainer(
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu),
         run_config=RunConfig(
-            name=f"vqgnn-{run_id}",
+            name=name,
             storage_path=str(out / "ray"),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             # The two best by validation accuracy, for jobs/evaluate.py; Ray Train keeps
