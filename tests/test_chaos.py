@@ -17,12 +17,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 import torch
+
+from vqgnn_dist.distributed.checkpoint import latest_checkpoint
+
+pytestmark = pytest.mark.ray
 
 DATA = "synthetic:num_nodes=400,num_features=16,num_classes=4,avg_degree=6,feature_noise=2.0"
 ARGV = ["train", "--dataset", DATA, "--hidden", "16", "--batch-size", "100", "--epochs", "24"]
 ARGV += ["--num-workers", "2", "--max-failures", "10", "--quiet", "--no-tensorboard"]
 KILLS = ("worker", "server", "driver", "worker", "server")
+RESUME_HINT = "run again with --resume to go on"
 LIMIT_S = 420  # the whole chaotic run, restarts included
 
 
@@ -97,9 +103,13 @@ def test_five_kills_end_bit_identical_and_leave_no_temp_dir(tmp_path) -> None:
         assert proc.poll() is None, f"the run ended before the {kind} kill: {proc.stderr.read()}"
         time.sleep(rng.uniform(0.0, 0.3))
         _kill(kind, proc, rng)
-        if kind == "driver":
+        if kind == "driver":  # Ctrl-C: one line naming the checkpoint --resume goes on from
             _, err = proc.communicate(timeout=120)
             assert proc.returncode == 130, err[-3000:]
+            (line,) = [t for t in err.splitlines() if t.startswith("interrupted")]
+            kept = latest_checkpoint(out.resolve(), 2, 24).path
+            assert line == f"interrupted; checkpoint {kept} is kept: {RESUME_HINT}"
+            assert not (out / "metrics.json").exists()  # the run did not pretend to finish
             proc = _start(out, "--resume")
         seen = _newest_checkpoint(out)
     _, err = proc.communicate(timeout=max(deadline - time.monotonic(), 1))

@@ -199,35 +199,6 @@ def test_worker_crash_resumes_from_checkpoint(clean_run, tmp_path) -> None:
         assert torch.equal(got[name], value), name
 
 
-def test_killed_codebook_server_is_restored(clean_run, tmp_path) -> None:
-    import threading
-    import time
-
-    killed = []
-
-    def kill_after_first_checkpoint() -> None:
-        deadline = time.time() + 240
-        while time.time() < deadline and not killed:
-            if list((tmp_path / "ray").glob("*/checkpoint_*")):
-                for actor in ray.util.list_named_actors(all_namespaces=True):
-                    if actor["name"].startswith("codebook-server-"):
-                        handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
-                        ray.kill(handle, no_restart=False)
-                        killed.append(actor["name"])
-                return
-            time.sleep(0.2)
-
-    watcher = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
-    watcher.start()
-    cfg = TrainConfig(**FAULT_BASE, output_dir=str(tmp_path)).validate()
-    result = train_distributed(cfg, small_graph())
-    watcher.join(timeout=5)
-    assert killed, "the server was never killed"
-    assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
-    assert result["codebook_consistent"]
-    assert abs(result["test_acc"] - clean_run["test_acc"]) <= 0.01
-
-
 def test_resume_continues_a_finished_run(clean_run, tmp_path) -> None:
     import shutil
     import tempfile
@@ -504,8 +475,8 @@ def test_shards_that_cannot_fit_in_the_cluster_are_one_line(tmp_path) -> None:
 
     manifest = partition_graph(small_graph(), 2, tmp_path / "shards", method="random")
     need = shard_memory_need(manifest)
-    assert all(n > 400 * 2**20 for n in need)  # the base, plus the shard
+    assert all(n > 550 * 2**20 for n in need)  # the base, plus the shard
     check_memory(manifest, float(sum(need)))
-    with pytest.raises(ConfigError, match="the workers need at least 0.8 GiB") as err:
+    with pytest.raises(ConfigError, match="the workers need at least 1.1 GiB") as err:
         check_memory(manifest, float(sum(need) - 1))
-    assert "\n" not in str(err.value) and "Ray cluster has 0.8 GiB" in str(err.value)
+    assert "\n" not in str(err.value) and "Ray cluster has 1.1 GiB" in str(err.value)
