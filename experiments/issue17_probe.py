@@ -43,6 +43,7 @@ class Probe:
     ray: bool = False
     timeout: float = 120.0
     env: dict[str, str] = field(default_factory=dict)
+    marker: str | None = None  # a file the input's planted code would create
 
 
 def graph(folder: Path, n: int = 40, **cols) -> Path:
@@ -141,9 +142,235 @@ def _probes() -> list[Probe]:
         Probe("unknown dataset", "flags", lambda t: train("nosuchset", t)),
         Probe("missing parquet folder", "flags", lambda t: train(f"parquet:{t / 'absent'}", t)),
         Probe("output dir is a file", "outputs", lambda t: _output_file(t)),
+        Probe("output dir under a file", "outputs", lambda t: _output_under_file(t)),
         Probe("--resume with no run", "outputs", lambda t: parquet(t, "--resume")),
     ]
+    for flag, value in [
+        ("--epochs", "0"),
+        ("--epochs", "-3"),
+        ("--batch-size", "0"),
+        ("--hidden", "0"),
+        ("--num-layers", "0"),
+        ("--codebook-size", "0"),
+        ("--group-size", "0"),
+        ("--dropout", "1.5"),
+        ("--dropout", "-0.1"),
+        ("--decay", "1.5"),
+        ("--heads", "0"),
+        ("--model", "nosuchconv"),
+        ("--method", "nosuchmethod"),
+        ("--task", "nosuchtask"),
+        ("--num-workers", "-1"),
+        ("--max-failures", "-1"),
+        ("--codebook-sync-every", "0"),
+        ("--epochs", "ten"),
+        ("--lr", "0"),
+        ("--config", "/nonexistent/run.yaml"),
+    ]:
+        p.append(Probe(f"{flag} {value}", "flags", _flag(flag, value)))
+    p += [
+        Probe("config file not YAML", "flags", lambda t: parquet(t, "--config", _file(t, "a: ["))),
+        Probe("config unknown key", "flags", lambda t: parquet(t, "--config", _file(t, "lrr: 1"))),
+        Probe("config wrong type", "flags", lambda t: parquet(t, "--config", _file(t, "lr: abc"))),
+        Probe("synthetic bad number", "flags", lambda t: train("synthetic:num_nodes=abc", t)),
+        Probe("synthetic unknown key", "flags", lambda t: train("synthetic:colour=red", t)),
+        Probe("empty dataset spec", "flags", lambda t: train("", t)),
+        Probe(
+            "cora without data root",
+            "flags",
+            lambda t: train("cora", t, "--data-root", str(t / "no")),
+        ),
+        Probe("nodes.parquet missing", "parquet", lambda t: _without(t, "nodes.parquet")),
+        Probe("edges.parquet missing", "parquet", lambda t: _without(t, "edges.parquet")),
+        Probe("nodes.parquet corrupt", "parquet", lambda t: _corrupt(t, "nodes.parquet")),
+        Probe("duplicate node ids", "parquet", lambda t: parquet(t, node_id=_ints([0] * n))),
+        Probe(
+            "node ids not 0..n-1", "parquet", lambda t: parquet(t, node_id=_ints(range(5, n + 5)))
+        ),
+        Probe(
+            "x holds NaN",
+            "parquet",
+            lambda t: parquet(t, x=_rows([[float("nan")]] + [[1.0]] * (n - 1))),
+        ),
+        Probe(
+            "x holds inf",
+            "parquet",
+            lambda t: parquet(t, x=_rows([[float("inf")]] + [[1.0]] * (n - 1))),
+        ),
+        Probe(
+            "ragged x", "parquet", lambda t: parquet(t, x=_rows([[1.0, 2.0]] + [[1.0]] * (n - 1)))
+        ),
+        Probe("x of strings", "parquet", lambda t: parquet(t, x=pa.array(["a"] * n))),
+        Probe("y of floats", "parquet", lambda t: parquet(t, y=pa.array([0.5] * n))),
+        Probe(
+            "y with nulls",
+            "parquet",
+            lambda t: parquet(t, y=pa.array([None] + [1] * (n - 1), pa.int64())),
+        ),
+        Probe("label -7", "parquet", lambda t: parquet(t, y=_ints([-7] + [1] * (n - 1)))),
+        Probe(
+            "edge id out of range",
+            "parquet",
+            lambda t: parquet(t, src=_ints([0, n]), dst=_ints([1, 2])),
+        ),
+        Probe(
+            "negative edge id",
+            "parquet",
+            lambda t: parquet(t, src=_ints([0, -1]), dst=_ints([1, 2])),
+        ),
+        Probe("unknown split value", "parquet", lambda t: parquet(t, split=pa.array(["dev"] * n))),
+        Probe("no x column", "parquet", lambda t: parquet(t, x=None)),
+        Probe("no y column", "parquet", lambda t: parquet(t, y=None)),
+        Probe("no src column", "parquet", lambda t: parquet(t, src=None)),
+        Probe("partition --num-parts 0", "partition", lambda t: _partition(t, "0")),
+        Probe("partition more parts than nodes", "partition", lambda t: _partition(t, "100")),
+        Probe(
+            "partition --out is a file", "partition", lambda t: _partition(t, "2", out_file=True)
+        ),
+        Probe("evaluate missing checkpoint", "evaluate", lambda t: _evaluate(t / "absent")),
+        Probe("evaluate folder without a run", "evaluate", lambda t: _evaluate(t)),
+    ]
+    p.append(Probe("tampered Cora processed file", "datasets", _planted_cora, marker="ran"))
+    p += [
+        Probe(
+            "--num-workers 8 on 2 CPUs", "ray", lambda t: parquet(t, "--num-workers", "8"), ray=True
+        ),
+        Probe(
+            "--resume of a finished run",
+            "ray",
+            lambda t: _after_first_run(t, "--num-workers", "2", then=["--resume"]),
+            ray=True,
+            timeout=240,
+        ),
+    ]
+    for name, edit in SHARD_EDITS.items():
+        p.append(
+            Probe(
+                name,
+                "shards",
+                lambda t, edit=edit: _after_first_run(t, "--num-workers", "2", edit=edit),
+                notice="re-partitioning",
+                ray=True,
+                timeout=240,
+            )
+        )
     return p
+
+
+class Planted:
+    """A pickle that creates the file ``path`` when it is loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def _planted_cora(tmp: Path) -> list[str]:
+    """Cora's raw files from ../shared, and a processed data.pt that runs code."""
+    import shutil
+
+    import torch
+
+    shared = Path(os.environ.get("VQGNN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+    raw = shared / "data" / "planetoid" / "Cora"
+    shutil.copytree(raw / "raw", tmp / "planetoid" / "Cora" / "raw")
+    (tmp / "planetoid" / "Cora" / "processed").mkdir()
+    torch.save(Planted(tmp / "ran"), tmp / "planetoid" / "Cora" / "processed" / "data.pt")
+    return train("cora", tmp, "--data-root", str(tmp))
+
+
+def _manifest_edit(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def edit(shards: Path) -> None:
+        path = shards / "manifest.json"
+        manifest = json.loads(path.read_text())
+        change(manifest)
+        path.write_text(json.dumps(manifest))
+
+    return edit
+
+
+def _same_dir(m: dict) -> None:
+    m["parts"][1]["dir"] = m["parts"][0]["dir"]
+
+
+def _outside(m: dict) -> None:
+    m["parts"][1]["dir"] = "../elsewhere"
+
+
+SHARD_EDITS: dict[str, Callable[[Path], None]] = {
+    "manifest part without files": _manifest_edit(lambda m: m["parts"][0].pop("files")),
+    "manifest parts not a list": _manifest_edit(lambda m: m.update(parts={"a": 1})),
+    "two parts in one folder": _manifest_edit(_same_dir),
+    "part dir ../elsewhere": _manifest_edit(_outside),
+    "missing halo file": lambda shards: (shards / "part-00001" / "halo.parquet").unlink(),
+}
+
+
+def _flag(flag: str, value: str) -> Callable[[Path], list[str]]:
+    return lambda t: parquet(t, flag, value)
+
+
+def _file(tmp: Path, text: str) -> str:
+    path = tmp / "run.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def _rows(values: list[list[float]]) -> pa.Array:
+    return pa.array(values, FLOATS)
+
+
+def _without(tmp: Path, name: str) -> list[str]:
+    args = parquet(tmp)
+    (tmp / "g" / name).unlink()
+    return args
+
+
+def _corrupt(tmp: Path, name: str) -> list[str]:
+    args = parquet(tmp)
+    (tmp / "g" / name).write_bytes(b"PAR1 not parquet")
+    return args
+
+
+def _output_under_file(tmp: Path) -> list[str]:
+    (tmp / "file").write_text("a file")
+    args = parquet(tmp)
+    return [*args[:-3], "--output-dir", str(tmp / "file" / "out"), "--quiet"]
+
+
+def _partition(tmp: Path, parts: str, out_file: bool = False) -> list[str]:
+    out = tmp / "shards"
+    if out_file:
+        out.write_text("a file")
+    return [
+        "partition",
+        "--dataset",
+        f"parquet:{graph(tmp / 'g')}",
+        "--num-parts",
+        parts,
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+
+
+def _evaluate(path: Path) -> list[str]:
+    return ["__job__", "jobs/evaluate.py", "--checkpoint", str(path)]
+
+
+def _after_first_run(
+    tmp: Path, *extra: str, then: tuple[str, ...] | list[str] = (), edit=None
+) -> list[str]:
+    """A first, good run of ``parquet(tmp, *extra)``; then ``edit`` its shard set; the
+    probe is the same command again with ``then`` added."""
+    args = parquet(tmp, *extra)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=240, env=env, check=True)
+    if edit is not None:
+        edit(tmp / "out" / "shards")
+    return [*args, *then]
 
 
 def _output_file(tmp: Path) -> list[str]:
@@ -158,7 +385,8 @@ def classify(rc: int | None, stderr: str, stdout: str, notice: str | None) -> st
     if "Traceback" in stderr:
         return "traceback"
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    if rc == 2 and lines and lines[-1].startswith("error:"):
+    # ours ("error: ...") or argparse's ("PROG: error: ..." under its usage line)
+    if rc == 2 and lines and (lines[-1].startswith("error:") or ": error: " in lines[-1]):
         return "one line"
     if rc == 0:
         return "default" if notice and notice in stdout + stderr else "silent"
@@ -170,17 +398,21 @@ def run_probe(probe: Probe) -> dict:
         args = probe.args(Path(tmp))
         env = {**os.environ, "OMP_NUM_THREADS": "1", **probe.env}
         try:
+            command = [*CLI, *args]
+            if args[0] == "__job__":  # a job script of jobs/, not the CLI
+                command = [sys.executable, *args[1:]]
             done = subprocess.run(
-                [*CLI, *args], capture_output=True, text=True, timeout=probe.timeout, env=env
+                command, capture_output=True, text=True, timeout=probe.timeout, env=env
             )
             rc, err, out = done.returncode, done.stderr, done.stdout
         except subprocess.TimeoutExpired as exc:
             rc, err, out = None, str(exc.stderr or ""), str(exc.stdout or "")
+        ran = probe.marker is not None and (Path(tmp) / probe.marker).exists()
     lines = [ln for ln in err.splitlines() if ln.strip()]
     return {
         "name": probe.name,
         "group": probe.group,
-        "outcome": classify(rc, err, out, probe.notice),
+        "outcome": "code ran" if ran else classify(rc, err, out, probe.notice),
         "rc": rc,
         "last_line": (lines or out.strip().splitlines() or [""])[-1][:200],
     }
