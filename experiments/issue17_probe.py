@@ -11,8 +11,9 @@ process with a time limit and sorts the outcome:
 - ``silent``: exit 0 without the notice, on input that should be refused;
 - ``hang``: still running at the time limit.
 
-``--ray`` adds the probes that start Ray workers (slow: about half a minute each).
-The table goes to stdout and ``OUT/probe.json``.
+``--ray`` adds the probes that start Ray workers (slow: about a minute each).
+The table goes to stdout and ``OUT/probe.json``; with ``--only`` the named probes'
+rows replace theirs in an existing ``OUT/probe.json``.
 """
 
 from __future__ import annotations
@@ -409,6 +410,8 @@ def run_probe(probe: Probe) -> dict:
             rc, err, out = None, str(exc.stderr or ""), str(exc.stdout or "")
         ran = probe.marker is not None and (Path(tmp) / probe.marker).exists()
     lines = [ln for ln in err.splitlines() if ln.strip()]
+    if probe.notice:  # a stated default: the line that states it
+        lines = [ln for ln in (out + err).splitlines() if probe.notice in ln] or lines
     return {
         "name": probe.name,
         "group": probe.group,
@@ -435,16 +438,19 @@ def main() -> None:
             f"{row['outcome']:>10} | {row['group']:<8} | {row['name']:<32} | {row['last_line']}",
             flush=True,
         )
+    out = Path(args.out)
+    if only and (out / "probe.json").is_file():  # re-run some: their rows replace the old
+        new = {row["name"]: row for row in rows}
+        old = json.loads((out / "probe.json").read_text())["probes"]
+        rows = [new.pop(row["name"], row) for row in old] + list(new.values())
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
     print(json.dumps(counts))
-    if not only:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "probe.json.tmp"
-        tmp.write_text(json.dumps({"counts": counts, "probes": rows}, indent=1))
-        tmp.replace(out / "probe.json")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "probe.json.tmp"
+    tmp.write_text(json.dumps({"counts": counts, "probes": rows}, indent=1))
+    tmp.replace(out / "probe.json")
 
 
 if __name__ == "__main__":

@@ -141,6 +141,8 @@ def test_distributed_flags_parse_to_their_fields() -> None:
         ({"lr": float("inf")}, "--lr must be a finite number > 0"),
         ({"weight_decay": -5.0}, "--weight-decay must be a finite number >= 0"),
         ({"weight_decay": float("nan")}, "--weight-decay must be a finite number >= 0"),
+        ({"max_failures": -1}, "--max-failures must be >= 0, got -1"),
+        ({"codebook_staleness": -2}, "--codebook-staleness must be >= 0, got -2"),
         ({"fail_at_step": 6}, "--fail-at-step injects a worker failure"),
         ({"init_checkpoint": "model.pt"}, "--init-checkpoint starts a distributed run"),
         ({"init_checkpoint": "/nonexistent/model.pt", "num_workers": 2}, "no such file"),

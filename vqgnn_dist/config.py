@@ -97,12 +97,11 @@ class TrainConfig:
                 raise ConfigError(
                     f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}"
                 )
-        if self.num_workers < 0:
-            raise ConfigError(f"--num-workers must be >= 0, got {self.num_workers}")
-        if min(self.halo_sync_every, self.max_failures, self.codebook_staleness) < 0:
-            raise ConfigError(
-                "--halo-sync-every, --max-failures and --codebook-staleness must be >= 0"
-            )
+        for name in ("num_workers", "halo_sync_every", "max_failures", "codebook_staleness"):
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}"
+                )
         if self.codebook_staleness and self.codebook_sync != "server":
             raise ConfigError(
                 "--codebook-staleness pipelines pushes to the server; use --codebook-sync server"

@@ -120,7 +120,8 @@ def prepare_shards(
                 check_shard_files(shard_dir, manifest)
         except DataError as err:  # an older schema or a broken set: ours to rebuild
             manifest = None
-            print(f"{err}: re-partitioning")
+            problem = str(err).rsplit("; ", 1)[0]  # the fix it names is what happens next
+            print(f"{problem}; re-partitioning")
         if manifest is not None and manifest.get("fingerprint") == fingerprint:
             print(f"reusing shards in {shard_dir}")
             return manifest
