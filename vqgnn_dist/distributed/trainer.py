@@ -238,7 +238,8 @@ def train_distributed(
         ray.init(namespace=NAMESPACE, log_to_driver=True)
     check_resources(cfg.num_workers, torch.cuda.is_available())
     graph, manifest, task_config = prepare_task(cfg, data, out)
-    check_memory(manifest, ray.cluster_resources().get("memory", 0.0))
+    if "memory" in ray.cluster_resources():  # a cluster that reports none is not judged
+        check_memory(manifest, ray.cluster_resources()["memory"])
     run_id = uuid.uuid4().hex[:8]
     server_name, halo_name = f"codebook-server-{run_id}", f"halo-directory-{run_id}"
     # A server that dies is restarted (max_restarts); the push in flight fails, the
