@@ -177,3 +177,32 @@ def test_compare_puts_full_graph_one_process_and_ray_workers_side_by_side(tmp_pa
     assert dist["num_workers"] == 2 and dist["worker_peak_rss_mb"] > 0
     printed = capsys.readouterr().out
     assert "vq-2-workers - full-graph test accuracy" in printed and "MB/epoch" in printed
+
+
+def test_model_and_metrics_are_written_as_a_unit(tmp_path, monkeypatch) -> None:
+    """``model.pt`` was written before the evaluation and ``metrics.json`` after it, so a
+    crash between them left one run's model beside another run's metrics. Now both are
+    staged and renamed in together; a killed run's staging folder and temp files go
+    with the next run into the folder."""
+    import vqgnn_dist.train.local as local
+
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", TINY, "--epochs", "1", "--codebook-size", "16",
+            "--hidden", "16", "--output-dir", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    pair = {name: (out / name).read_bytes() for name in ("model.pt", "metrics.json")}
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed after the model was saved")
+
+    monkeypatch.setattr(local, "inference_report", crash)
+    with pytest.raises(RuntimeError, match="killed after"):
+        main([*argv, "--seed", "1"])
+    assert {name: (out / name).read_bytes() for name in pair} == pair  # the old unit stands
+    monkeypatch.undo()
+
+    (out / ".outputs-killedrun").mkdir()
+    (out / ".outputs-killedrun" / "model.pt").write_bytes(b"half")
+    (out / ".model.pt.abc.tmp").write_bytes(b"half")
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".vqgnn-run.lock"]

@@ -223,10 +223,12 @@ def test_node_task_refuses_a_split_without_labelled_nodes(
     from vqgnn_dist.tasks.node import check_node_task
 
     nodes = {"y": pa.array(y, pa.int64()), "split": pa.array(split)}
-    data = load_graph(f"parquet:{_write(tmp_path / 'g', nodes=nodes)}")
+    folder = _write(tmp_path / "g", nodes=nodes)
     with pytest.raises(DataError, match=match) as err:
-        check_node_task(data)
-    assert "\n" not in str(err.value) and "split" in str(err.value)
+        check_node_task(load_graph(f"parquet:{folder}"))
+    message = str(err.value)
+    assert "\n" not in message and "field split" in message
+    assert message.startswith(f"{folder / 'nodes.parquet'}: ")  # the file, not the folder name
 
 
 @pytest.fixture

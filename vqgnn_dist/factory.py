@@ -126,9 +126,10 @@ def load_saved_model(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def save_model(model: torch.nn.Module, cfg: TrainConfig) -> Path:
-    """Write ``DIR/model.pt`` (weights, codebooks, assignments, config) atomically."""
-    path = Path(cfg.output_dir) / "model.pt"
+def save_model(model: torch.nn.Module, cfg: TrainConfig, path: str | Path | None = None) -> Path:
+    """Write ``path`` (default ``DIR/model.pt``): weights, codebooks, assignments and
+    config, atomically."""
+    path = Path(path) if path is not None else Path(cfg.output_dir) / "model.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     # A temp name of its own: two runs saving into one folder never mix their files.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

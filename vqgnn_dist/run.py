@@ -19,7 +19,7 @@ from typing import Any
 from torch_geometric.data import Data
 
 from vqgnn_dist.config import ConfigError, TrainConfig
-from vqgnn_dist.train.metrics import locked_output_dir, write_json_atomic
+from vqgnn_dist.train.metrics import OutputStage, locked_output_dir
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -57,9 +57,11 @@ def run(
             f"{cfg.codebook_size - data.num_nodes} dead); give --codebook-size "
             f"{data.num_nodes} or less"
         )
-    with locked_output_dir(cfg.output_dir):
+    with locked_output_dir(cfg.output_dir) as out:
+        stage = OutputStage(out)
         try:
-            result = _run(cfg, data, progress, on_epoch, callbacks)
+            result = _run(cfg, data, progress, on_epoch, callbacks, stage)
+            stage.commit(result)
         except KeyboardInterrupt:
             if cfg.num_workers:
                 import ray
@@ -69,7 +71,8 @@ def run(
                 # one named below (a relayed run's thread would otherwise train on).
                 ray.shutdown()
             raise RunInterrupted(_what_was_kept(cfg)) from None
-        write_json_atomic(Path(cfg.output_dir) / "metrics.json", result)
+        finally:
+            stage.discard()
     return result
 
 
@@ -95,6 +98,7 @@ def _run(
     progress: bool,
     on_epoch: EpochCallback | None,
     callbacks: Sequence[Any],
+    stage: OutputStage,
 ) -> dict[str, Any]:
     board = None
     if cfg.tensorboard:
@@ -106,7 +110,7 @@ def _run(
         if cfg.num_workers == 0:
             from vqgnn_dist.train.local import train
 
-            result = train(cfg, data, progress=progress, on_epoch=callback)
+            result = train(cfg, data, progress=progress, on_epoch=callback, stage=stage)
         else:
             result = _distributed(cfg, data, callback, callbacks)
     finally:

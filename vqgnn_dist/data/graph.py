@@ -66,6 +66,11 @@ def is_symmetric(edge_index: torch.Tensor, num_nodes: int) -> bool:
     return bool(torch.equal(fwd, rev))
 
 
+def data_source(data: Data) -> str:
+    """The file or dataset ``data`` was read from, for the first words of an error."""
+    return str(getattr(data, "source", None) or getattr(data, "name", "the graph"))
+
+
 def finalize_graph(
     *,
     x: torch.Tensor,
@@ -123,7 +128,7 @@ def finalize_graph(
         out_masks[key] = mask
     data = Data(x=x, y=y, edge_index=torch.from_numpy(ei_np), num_nodes=n, **out_masks)
     data.num_classes = int(num_classes)
-    data.name = name
+    data.name, data.source = name, source
     for key, value in (extra or {}).items():
         data[key] = value
     return data

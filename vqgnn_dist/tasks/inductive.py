@@ -22,6 +22,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from vqgnn_dist.config import ConfigError
+from vqgnn_dist.data.graph import data_source
 from vqgnn_dist.tasks.base import GraphView, Placement
 from vqgnn_dist.tasks.node import Batches, NodeTask
 
@@ -29,7 +30,7 @@ from vqgnn_dist.tasks.node import Batches, NodeTask
 def check_inductive_task(data: Data) -> Tensor:
     """The nodes of the training graph; one-line errors when there is nothing to hold out."""
     seen = ~(data.val_mask | data.test_mask)
-    name = getattr(data, "name", "the graph")
+    name = data_source(data)
     if int((data.train_mask & seen).sum()) == 0:
         raise ConfigError(f"--task inductive: {name} has no training nodes (train_mask is empty)")
     if bool(seen.all()):

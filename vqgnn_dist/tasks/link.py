@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from vqgnn_dist.config import ConfigError
+from vqgnn_dist.data.graph import data_source
 from vqgnn_dist.nn.dropout import dropout
 from vqgnn_dist.tasks.base import GraphView, Placement, Step
 from vqgnn_dist.tasks.metrics import link_loss, link_metrics
@@ -54,8 +55,7 @@ def check_link_task(data: Data) -> None:
     """One-line errors for graphs link prediction cannot use."""
     if data.edge_index.numel() == 0 and not getattr(data, "split_edge", None):
         raise ConfigError(
-            f"--task link needs edges, but {getattr(data, 'name', 'the graph')} has none; "
-            "pick a dataset with edges"
+            f"--task link needs edges, but {data_source(data)} has none; pick a dataset with edges"
         )
 
 

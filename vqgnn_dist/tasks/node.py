@@ -10,6 +10,7 @@ from torch_geometric.data import Data
 
 from vqgnn_dist.config import ConfigError
 from vqgnn_dist.data.errors import DataError
+from vqgnn_dist.data.graph import data_source
 from vqgnn_dist.tasks.base import SPLITS, GraphView, Placement, Step
 from vqgnn_dist.tasks.metrics import node_loss, split_counts, split_metrics
 
@@ -20,7 +21,7 @@ Batches = Callable[[int], list[Tensor]]
 def check_node_task(data: Data) -> None:
     """``--task node`` trains with cross-entropy on class ids: refuse multi-label targets,
     and a split without a labelled node to train on, to select by or to test on."""
-    name = getattr(data, "name", "the graph")
+    name = data_source(data)
     if data.y.dim() == 2:
         raise ConfigError(
             f"{name} has multi-label targets [n, {data.y.shape[1]}] "
@@ -31,7 +32,7 @@ def check_node_task(data: Data) -> None:
         if not bool((data[f"{split}_mask"] & (data.y >= 0)).any()):
             raise DataError(
                 f"{name}: no {split} node has a label (y >= 0), so --task node has nothing "
-                f"to {what}; mark labelled nodes {split} in the split field"
+                f"to {what}; mark labelled nodes {split} in field split"
             )
 
 

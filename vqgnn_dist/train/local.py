@@ -37,7 +37,7 @@ from vqgnn_dist.timing import budget
 from vqgnn_dist.train.inference import inference_report
 from vqgnn_dist.train.loop import best_epoch, fit, log_epoch, summarize
 from vqgnn_dist.train.methods import FullGraphMethod, LocalSync, VQMethod, transfer_model
-from vqgnn_dist.train.metrics import run_info
+from vqgnn_dist.train.metrics import OutputStage, run_info
 
 
 def build_task(cfg: TrainConfig, data: Data, placement: LocalPlacement) -> tuple[Task, Data]:
@@ -85,11 +85,14 @@ def train(
     data: Data,
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    stage: OutputStage | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg.method`` on ``cfg.task`` of ``data`` in this process; the run's metrics.
 
     ``on_epoch(record)``, when given, is called after each epoch's evaluation with that
-    epoch's history record (Ray Tune reports through it).
+    epoch's history record (Ray Tune reports through it). A VQ-GNN node-task run
+    writes its best-validation ``model.pt`` into ``stage`` when one is given
+    (:func:`vqgnn_dist.run.run` gives it and commits it with the metrics).
     """
     torch.manual_seed(cfg.seed)
     placement = LocalPlacement(pick_device())
@@ -124,8 +127,10 @@ def train(
         result["step_budget"] = budget(run.phases, run.steps)
     if keep_best:
         method.model.load_state_dict(run.best_state)
-        saved = save_model(method.model, cfg)
-        result["model_path"], result["model_sha256"] = str(saved), file_sha256(saved)
+        if stage is not None:
+            saved = save_model(method.model, cfg, stage.path("model.pt"))
+            result["model_path"] = str(stage.out / "model.pt")
+            result["model_sha256"] = file_sha256(saved)
         view = task.view
         masks = [view.masks[s] for s in SPLITS]
         batches = view.owned_batches(cfg.batch_size)

@@ -1,4 +1,5 @@
-"""What every run's ``metrics.json`` names (run info, peak memory) and its atomic writing.
+"""What every run's ``metrics.json`` names (run info, peak memory), and a run's output
+folder: checked and held before the run, its files written as a unit after it.
 
 The task metrics and losses live in :mod:`vqgnn_dist.tasks.metrics`.
 """
@@ -9,6 +10,7 @@ import fcntl
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 LOCK_FILE = ".vqgnn-run.lock"
+STAGE_PREFIX = ".outputs-"
 
 
 def peak_rss_mb() -> float:
@@ -105,6 +108,50 @@ def locked_output_dir(path: str | Path) -> Iterator[Path]:
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _remove_stale_outputs(out)
         yield out
     finally:
         os.close(fd)  # releases the lock; the file stays, empty of meaning
+
+
+def _remove_stale_outputs(out: Path) -> None:
+    """Remove what a killed run left half-written in ``out``: its staging folders and
+    temp files. Only the lock's holder calls this, so no live run owns them."""
+    for stale in out.glob(f"{STAGE_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for name in ("model.pt", "metrics.json"):
+        for stale in out.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+class OutputStage:
+    """A run's output files (``model.pt``, ``metrics.json``), written as a unit.
+
+    Each file is written into a staging folder of a unique name inside the output
+    folder; :meth:`commit` then renames them into place back to back, the model
+    first, and removes the folder. ``metrics.json`` names the SHA-256 of the model
+    it belongs to, so a model renamed in without its metrics (the one window left)
+    is refused when it is loaded. A staging folder a killed run left is removed by
+    the next run into the folder (:func:`locked_output_dir`).
+    """
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        self.folder = Path(tempfile.mkdtemp(dir=self.out, prefix=STAGE_PREFIX))
+
+    def path(self, name: str) -> Path:
+        """Where a file called ``name`` is staged."""
+        return self.folder / name
+
+    def commit(self, metrics: dict[str, Any]) -> None:
+        """Write ``metrics.json`` and rename every staged file into the output folder."""
+        write_json_atomic(self.path("metrics.json"), metrics)
+        for name in ("model.pt", "metrics.json"):
+            staged = self.path(name)
+            if staged.exists():
+                os.replace(staged, self.out / name)
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the staging folder and whatever is still in it."""
+        shutil.rmtree(self.folder, ignore_errors=True)
