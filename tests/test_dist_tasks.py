@@ -155,3 +155,55 @@ def test_link_steps_have_the_same_length_for_any_edge_count() -> None:
         used = torch.cat([s.nodes[s.pos] for s in steps])
         # Every training edge is a positive at least once an epoch.
         assert {tuple(p) for p in used.tolist()} == {tuple(p) for p in pairs.tolist()}
+
+
+class _TwoShards:
+    """The reductions of two workers, for building each one's batches without Ray: the
+    collective's result is computed from both shards' values, as the all-reduce would."""
+
+    def __init__(self, rank: int, owned: list[int]) -> None:
+        self.rank, self.owned = rank, owned
+
+    def all_max(self, value: float) -> float:
+        assert value == self.owned[self.rank]
+        return float(max(self.owned))
+
+    def all_sum(self, values: list[float]) -> list[float]:
+        assert values == [float(self.owned[self.rank])]
+        return [float(sum(self.owned))]
+
+
+def test_cluster_batches_on_workers_keep_messages_inside_and_align_steps(tmp_path) -> None:
+    """``--sampler cluster`` on Ray workers was silently node batches. Now each worker
+    groups METIS parts of its own nodes into exactly as many batches as every other
+    worker (one collective step each), covering its nodes once an epoch, with far more
+    of a batch's messages inside it than random node batches keep."""
+    from vqgnn_dist.config import TrainConfig
+    from vqgnn_dist.data import load_graph
+    from vqgnn_dist.distributed.halo import owned_edges
+    from vqgnn_dist.distributed.shard_tasks import node_batches
+
+    data = load_graph("synthetic:num_nodes=3000,num_features=8,avg_degree=8")
+    partition_graph(data, 2, tmp_path / "shards")
+    graphs = [local_graph(read_shard(tmp_path / "shards", p)) for p in range(2)]
+    owned = [lg.num_owned for lg in graphs]
+    inside = {}
+    for sampler in ("node", "cluster"):
+        cfg = TrainConfig(sampler=sampler, batch_size=250, num_parts=48).validate()
+        counts, kept = [], []
+        for rank, lg in enumerate(graphs):
+            epoch = node_batches(cfg, lg, _TwoShards(rank, owned))
+            batches = epoch(3)
+            assert [b.numel() for b in batches] == [b.numel() for b in epoch(3)]  # seeded
+            assert torch.equal(torch.sort(torch.cat(batches)).values, torch.arange(lg.num_owned))
+            counts.append(len(batches))
+            src, dst = owned_edges(lg)
+            assert src.numel() and int(torch.maximum(src, dst).max()) < lg.num_owned
+            for b in batches:
+                member = torch.zeros(lg.num_local, dtype=torch.bool)
+                member[b] = True
+                all_in = int(lg.index.deg[b].sum())  # every message into the batch
+                kept.append(int((member[src] & member[dst]).sum()) / max(all_in, 1))
+        assert counts[0] == counts[1] == -(-max(owned) // 250)
+        inside[sampler] = sum(kept) / len(kept)
+    assert inside["cluster"] > 3 * inside["node"], inside

@@ -32,7 +32,10 @@ HELP = {
     "codebook_size": "k, codewords per group and layer",
     "group_size": "D, features per product-VQ group",
     "batch_size": "nodes per mini-batch",
-    "num_parts": "METIS parts of the cluster sampler",
+    "sampler": "node = random nodes; cluster = METIS parts, several a batch, so that more "
+    "messages stay inside it (on Ray workers: parts of each worker's own nodes)",
+    "num_parts": "METIS parts of the cluster sampler (on P workers: each its share, "
+    "at least one a step)",
     "num_workers": "0 = in-process, no Ray; P > 0 = P Ray Train workers, one shard each",
     "halo_sync_every": "exchange halo assignments every T steps (0 = once per epoch)",
     "codebook_staleness": "0 = synchronous codebooks; s > 0 lets a worker go on with "

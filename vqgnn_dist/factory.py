@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch_geometric.data import Data
 
 from vqgnn_dist.config import ConfigError, TrainConfig
@@ -88,6 +89,19 @@ def make_sampler(cfg: TrainConfig, data: Data) -> NodeSampler | ClusterSampler:
 def worker_sampler(num_owned: int, steps: int, seed: int, rank: int) -> NodeSampler:
     """Worker ``rank``'s batches of its owned nodes (local ids), ``steps`` per epoch."""
     return NodeSampler(torch.arange(num_owned), -(-num_owned // steps), seed=seed * 7919 + rank)
+
+
+def worker_cluster_sampler(
+    owned_edges: Tensor, num_owned: int, steps: int, num_parts: int, seed: int, rank: int
+) -> ClusterSampler:
+    """Worker ``rank``'s ``--sampler cluster`` batches: METIS parts of the graph among its
+    owned nodes (``owned_edges``, local ids), at least one a step, in exactly ``steps``
+    batches an epoch."""
+    parts = min(num_owned, max(steps, num_parts))
+    per_batch = -(-parts // steps)
+    return ClusterSampler(
+        owned_edges, num_owned, parts, per_batch, seed=seed * 7919 + rank, num_batches=steps
+    )
 
 
 def file_sha256(path: str | Path) -> str:

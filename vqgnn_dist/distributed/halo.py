@@ -86,6 +86,15 @@ def local_graph(shard: Shard, receiver_rows: bool = False) -> LocalGraph:
     return LocalGraph(index, n_p, known, owner, border)
 
 
+def owned_edges(lg: LocalGraph) -> Tensor:
+    """[2, m] the edges between the shard's owned nodes (local ids), both directions."""
+    counts = lg.index.rowptr[: lg.num_owned + 1].diff()
+    dst = torch.repeat_interleave(torch.arange(lg.num_owned), counts)
+    src = lg.index.col[: int(lg.index.rowptr[lg.num_owned])]
+    keep = src < lg.num_owned
+    return torch.stack([src[keep], dst[keep]])
+
+
 @ray.remote(num_cpus=0)
 class HaloDirectory:
     """Where owners publish tables of their border nodes (codeword assignments, loss

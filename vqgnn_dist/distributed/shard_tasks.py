@@ -16,9 +16,9 @@ import torch
 
 from vqgnn_dist.config import ConfigError, TrainConfig
 from vqgnn_dist.data.partition import Shard, read_shard
-from vqgnn_dist.distributed.halo import LocalGraph, local_graph
+from vqgnn_dist.distributed.halo import LocalGraph, local_graph, owned_edges
 from vqgnn_dist.distributed.placement import RayPlacement
-from vqgnn_dist.factory import worker_sampler
+from vqgnn_dist.factory import worker_cluster_sampler, worker_sampler
 from vqgnn_dist.nn.registry import conv_spec
 from vqgnn_dist.tasks.base import SPLITS, GraphView, Task
 from vqgnn_dist.tasks.inductive import InductiveTask
@@ -42,9 +42,17 @@ def shard_view(shard: Shard, lg: LocalGraph, device: torch.device) -> GraphView:
 
 
 def node_batches(cfg: TrainConfig, lg: LocalGraph, placement: RayPlacement):
-    """This worker's node sampler: steps per epoch equal on every worker (the largest
-    shard sets the number of batches)."""
+    """This worker's node batches: steps per epoch equal on every worker (the largest
+    shard sets the number of batches). ``--sampler cluster`` groups METIS parts of the
+    worker's owned nodes, its share of ``--num-parts`` (at least one part a step)."""
     steps = -(-int(placement.all_max(float(lg.num_owned))) // cfg.batch_size)
+    if cfg.sampler == "cluster":
+        total = placement.all_sum([float(lg.num_owned)])[0]
+        share = max(1, round(cfg.num_parts * lg.num_owned / total))
+        sampler = worker_cluster_sampler(
+            owned_edges(lg), lg.num_owned, steps, share, cfg.seed, placement.rank
+        )
+        return sampler.epoch
     return worker_sampler(lg.num_owned, steps, cfg.seed, placement.rank).epoch
 
 
