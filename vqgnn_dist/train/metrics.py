@@ -129,10 +129,11 @@ class OutputStage:
 
     Each file is written into a staging folder of a unique name inside the output
     folder; :meth:`commit` then renames them into place back to back, the model
-    first, and removes the folder. ``metrics.json`` names the SHA-256 of the model
-    it belongs to, so a model renamed in without its metrics (the one window left)
-    is refused when it is loaded. A staging folder a killed run left is removed by
-    the next run into the folder (:func:`locked_output_dir`).
+    first; :meth:`discard` removes the folder after the run, committed or not.
+    ``metrics.json`` names the SHA-256 of the model it belongs to, so a model
+    renamed in without its metrics (the one window left) is refused when loaded.
+    A staging folder a killed run left is removed by the next run into the folder
+    (:func:`locked_output_dir`).
     """
 
     def __init__(self, out: str | Path) -> None:
@@ -150,7 +151,6 @@ class OutputStage:
             staged = self.path(name)
             if staged.exists():
                 os.replace(staged, self.out / name)
-        self.discard()
 
     def discard(self) -> None:
         """Remove the staging folder and whatever is still in it."""
