@@ -1,9 +1,10 @@
 """The two ways Ray workers keep their codebooks identical (a ``CodebookSync``).
 
 * :class:`ServerSync`: push each step's statistics to the
-  :class:`~vqgnn_dist.distributed.server.CodebookServer` and load the merged
-  codebooks it answers; with ``staleness`` s > 0 a worker goes on with
-  codewords at most s versions old while its push is in flight.
+  :class:`~vqgnn_dist.distributed.server.CodebookServer` (one actor, or its
+  shards through a :class:`~vqgnn_dist.distributed.server.ServerClient`) and
+  load the merged codebooks it answers; with ``staleness`` s > 0 a worker goes
+  on with codewords at most s versions old while its push is in flight.
 * :class:`AllreduceSync`: sum the statistics with a collective
   (:func:`~vqgnn_dist.distributed.allreduce.allreduce_stats`) and apply the
   same EMA step on every worker; the server then keeps only the canonical
@@ -20,10 +21,10 @@ from __future__ import annotations
 import time
 from collections import deque
 
-import ray
 from torch import Tensor
 
 from vqgnn_dist.distributed.allreduce import allreduce_stats
+from vqgnn_dist.distributed.server import as_client
 from vqgnn_dist.distributed.wire import (
     codebook_state,
     load_codebook_state,
@@ -38,7 +39,7 @@ class _Accumulating:
     """Statistics summed over ``every`` steps, then one :meth:`_sync`."""
 
     def __init__(self, server, rank: int, every: int, wire: str) -> None:
-        self.server, self.rank, self.every, self.wire = server, rank, every, wire
+        self.server, self.rank, self.every, self.wire = as_client(server), rank, every, wire
         self.pending: list[CodebookStats] | None = None
         self.count, self.bytes, self.seconds = 0, 0, 0.0
 
@@ -81,13 +82,13 @@ class ServerSync(_Accumulating):
         payload = stats_payload(stats, self.wire)
         self.bytes += payload_bytes(payload)
         self.steps += 1
-        self.inflight.append(self.server.push.remote(self.rank, self.steps, payload))
+        self.inflight.append(self.server.push(self.rank, self.steps, payload))
         while len(self.inflight) > self.staleness:
             self._load(model, self.inflight.popleft())
 
-    def _load(self, model: VQGNN, ref: ray.ObjectRef) -> None:
+    def _load(self, model: VQGNN, refs: list) -> None:
         """Wait for one push's answer and take its state of the trained codebooks."""
-        state = ray.get(ref)
+        state = self.server.answer(refs)
         load_codebook_state(model.trained_codebooks, state)
         self.bytes += payload_bytes(state)
 
@@ -111,6 +112,6 @@ class AllreduceSync(_Accumulating):
         super().end_epoch(model)
         if self.rank == 0:  # the canonical state, for checkpoints and Tune
             state = codebook_state(list(model.codebooks))
-            ray.get(self.server.load_state.remote(state))
+            self.server.load_state(state)
             self.bytes += payload_bytes(state)
         return {}

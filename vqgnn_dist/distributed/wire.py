@@ -6,6 +6,10 @@ per-codeword vectors travel in half precision: sums as per-codeword means (sum
 overflow), candidates as they are; counts, whitening moments and scalars stay
 in single precision (gradient variances are far below the half-precision
 range). Receivers keep and update their state in full precision.
+
+Every array of a layer but its scalars is indexed by group first, so a layer
+cuts into group ranges (:func:`cut_layer`, for the shards of a sharded codebook
+server) and its ranges join back into the same arrays (:func:`join_layer`).
 """
 
 from __future__ import annotations
@@ -77,3 +81,18 @@ def payload_bytes(payload: Payload) -> int:
 def to_stats(layer: dict[str, np.ndarray]) -> CodebookStats:
     """A pushed payload back as statistics (half-precision means become sums)."""
     return CodebookStats(assignment=torch.empty(0, dtype=torch.long), **decode(layer))
+
+
+def cut_layer(layer: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+    """Groups ``start..stop-1`` of an encoded layer (statistics or state): every array
+    sliced along its first (group) axis, the per-layer scalars as they are."""
+    return {k: v if v.ndim == 0 else v[start:stop] for k, v in layer.items()}
+
+
+def join_layer(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One layer from its group ranges in group order (:func:`cut_layer` undone); the
+    scalars, the same in every range, are the first range's."""
+    first = parts[0]
+    return {
+        k: v if v.ndim == 0 else np.concatenate([p[k] for p in parts]) for k, v in first.items()
+    }
