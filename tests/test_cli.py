@@ -60,6 +60,7 @@ def test_train_writes_metrics(tmp_path, method: str) -> None:
         # A 745 GiB allocation, then a traceback.
         (["--dataset", "synthetic:num_nodes=1e11"], "give a smaller num_nodes"),
         (["--dataset", "synthetic:num_nodes=2.5"], "whole number"),
+        (["--memory-budget", "6G"], "--memory-budget must be a size like 6GiB"),
     ],
 )
 def test_bad_flags_exit_with_one_line(tmp_path, flags: list[str], needle: str) -> None:

@@ -480,3 +480,16 @@ def test_shards_that_cannot_fit_in_the_cluster_are_one_line(tmp_path) -> None:
     with pytest.raises(ConfigError, match="the workers need at least 1.1 GiB") as err:
         check_memory(manifest, float(sum(need) - 1))
     assert "\n" not in str(err.value) and "Ray cluster has 1.1 GiB" in str(err.value)
+
+
+def test_a_worker_over_its_memory_budget_is_one_line(ray_cluster, tmp_path) -> None:
+    """Each worker holds itself to --memory-budget; one over it stops the run with the
+    worker's own line (the same on every attempt, so no retries here)."""
+    from vqgnn_dist.train.budget import MemoryBudgetError
+
+    cfg = TrainConfig(
+        **{**FAULT_BASE, "max_failures": 0}, memory_budget="100MiB", output_dir=str(tmp_path)
+    )
+    with pytest.raises(MemoryBudgetError, match=r"100MiB: worker \d already holds") as err:
+        train_distributed(cfg.validate(), small_graph())
+    assert "\n" not in str(err.value)

@@ -59,6 +59,9 @@ HELP = {
     "task": "node (classification), link (prediction, Hits@K/MRR), inductive (unseen nodes)",
     "link_predictor": "--task link: mlp on h_u * h_v, or dot",
     "hits_k": "--task link: K of Hits@K",
+    "memory_budget": "hold every training process (the one of a one-process run, each Ray "
+    "worker) to this much memory, e.g. 6GiB (Linux RLIMIT_DATA; on CUDA also the device "
+    "share); a process that would exceed it stops with one line naming the need",
     "tensorboard": "write every epoch's loss, accuracies, per-layer VQ error, perplexity, "
     "dead codewords, epoch time and bytes moved as TensorBoard events under "
     "OUTPUT_DIR/tb (default on; --no-tensorboard: off)",

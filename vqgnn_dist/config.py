@@ -25,6 +25,9 @@ SAMPLERS = ("node", "cluster")
 OPTIMIZERS = ("adam", "rmsprop")
 CODEBOOK_SYNCS = ("server", "allreduce")
 WIRES = ("fp32", "fp16")
+# --memory-budget units: decimal (GB = 10^9 bytes) and binary (GiB = 2^30 bytes).
+MEMORY_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+MEMORY_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 INFERENCES = ("layerwise", "codeword")
 
 
@@ -68,6 +71,7 @@ class TrainConfig:
     resume: bool = False
     output_dir: str = "runs/latest"
     tensorboard: bool = True
+    memory_budget: str | None = None
 
     def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` on the first impossible setting; return self."""
@@ -128,6 +132,8 @@ class TrainConfig:
                 f"--weight-decay must be a finite number >= 0, got {self.weight_decay}"
             )
         self._check_distributed_only()
+        if self.memory_budget is not None:
+            memory_bytes(self.memory_budget)
         if self.hidden % self.group_size:
             raise ConfigError(
                 f"--hidden {self.hidden} is not divisible by --group-size {self.group_size}; "
@@ -194,6 +200,21 @@ class TrainConfig:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         return path
+
+
+def memory_bytes(text: str) -> int:
+    """The bytes of a ``--memory-budget`` such as ``6GiB``, ``6.5GB`` or ``800MiB``."""
+    number = text.strip().rstrip("BbIiKkMmGgTt")
+    unit = text.strip()[len(number) :].lower()
+    try:
+        value = float(number) * MEMORY_UNITS[unit]
+    except (ValueError, KeyError):
+        raise ConfigError(
+            f"--memory-budget must be a size like 6GiB, 6.5GB or 800MiB, got {text!r}"
+        ) from None
+    if not (math.isfinite(value) and value >= 2**20):
+        raise ConfigError(f"--memory-budget must be at least 1MiB, got {text!r}")
+    return int(value)
 
 
 def _field_kind(name: str) -> tuple[type, ...]:

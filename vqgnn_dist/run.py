@@ -108,9 +108,11 @@ def _run(
     callback = _both(on_epoch, board)
     try:
         if cfg.num_workers == 0:
+            from vqgnn_dist.train.budget import memory_budget
             from vqgnn_dist.train.local import train
 
-            result = train(cfg, data, progress=progress, on_epoch=callback, stage=stage)
+            with memory_budget(cfg.memory_budget, "the one-process run"):
+                result = train(cfg, data, progress=progress, on_epoch=callback, stage=stage)
         else:
             result = _distributed(cfg, data, callback, callbacks)
     finally:

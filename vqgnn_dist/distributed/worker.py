@@ -35,6 +35,7 @@ from vqgnn_dist.distributed.shard_tasks import build_shard_task
 from vqgnn_dist.distributed.wire import codebook_state, load_codebook_state
 from vqgnn_dist.factory import worker_sampler
 from vqgnn_dist.tasks.base import Task
+from vqgnn_dist.train.budget import memory_budget
 from vqgnn_dist.train.loop import fit
 from vqgnn_dist.train.methods import VQMethod
 from vqgnn_dist.train.metrics import peak_rss_mb
@@ -176,12 +177,20 @@ class WorkerHooks:
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """``train_loop_per_worker`` of the TorchTrainer; ``config`` holds the run settings."""
+    """``train_loop_per_worker`` of the TorchTrainer; ``config`` holds the run settings.
+
+    The worker holds itself to ``--memory-budget`` from before it reads its shard."""
     cfg = TrainConfig(**config["train"])
     _quiet_report_log()
     ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank = ctx.get_world_rank()
     torch.set_num_threads(int(config.get("threads_per_worker", 1)))
+    with memory_budget(cfg.memory_budget, f"worker {rank}"):
+        _train_shard(cfg, config, rank)
+
+
+def _train_shard(cfg: TrainConfig, config: dict[str, Any], rank: int) -> None:
+    world = ray.train.get_context().get_world_size()
     server = ray.get_actor(config["server_name"], namespace=config["namespace"])
     directory = ray.get_actor(config["halo_name"], namespace=config["namespace"])
     placement = RayPlacement(ray.train.torch.get_device(), rank, world, directory)
