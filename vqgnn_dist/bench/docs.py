@@ -11,7 +11,9 @@ benchmark run, from ``DIR/bench.json``), ``bench-budget:DIR`` (the per-phase
 budget of VQ-GNN's steps and inference in that run) or ``compare:DIR1,DIR2``
 (VQ-GNN against full-graph over seeds, from ``DIR/compare.json`` of
 ``vqgnn-dist compare``) or ``universal:DIR`` (every model against its PyG twin,
-from ``DIR/cora.json`` of ``experiments/issue14.py``). Directories are
+from ``DIR/cora.json`` of ``experiments/issue14.py``) or ``server-scale:DIR``
+(the codebook server's cost per step and its projection, from
+``DIR/server.json`` of ``experiments/issue15_server.py``). Directories are
 relative to the results folder.
 :func:`stale_blocks` lists the blocks whose text no longer matches their JSON
 (a test runs it on the README), :func:`render_file` rewrites them.
@@ -187,11 +189,92 @@ def universal_table(results: Path, dirs: list[str]) -> str:
     return "".join(universal_markdown(_load(results, name, "cora.json")) for name in dirs)
 
 
+def server_scale_markdown(result: dict[str, Any]) -> str:
+    """The codebook server's measured cost per step and its projection
+    (``experiments/issue15_server.py``'s ``server.json``, JSON keys as strings)."""
+    steps = {(r["wire"], r["shards"], r["workers"]): r for r in result["lockstep"]}
+    wires = list(result["bytes"])
+    shards = sorted({r["shards"] for r in result["lockstep"]})
+    workers = sorted({r["workers"] for r in result["lockstep"]})
+    heads = [f"{w} S={s}" for w in wires for s in shards] + [f"{w} model S=1" for w in wires]
+    lines = [
+        "Measured here: one worker's step from push to answer, median ms over the steps "
+        "of all P workers, for one actor and S shards; and the model below without a "
+        "network:",
+        "",
+        "| P | " + " | ".join(heads) + " |",
+        "|---|" + "---|" * len(heads),
+    ]
+    for p in workers:
+        cells = [f"{steps[(w, s, p)]['step_ms']:.2f}" for w in wires for s in shards]
+        cells += [f"{result['model'][w]['local_model_ms'][str(p)]:.2f}" for w in wires]
+        lines.append(f"| {p} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "The server's parts in-process on the same payloads (ms, the slowest shard's), "
+        "Ray's cost per push and answer, and the model's terms:",
+        "",
+        "| wire | S | push B | answer B | decode | merge P=2 / P=8 | EMA step | encode answer "
+        "| Ray per message | client join | per push | fixed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for ph in result["phases"]:
+        merge, term = ph["merge_ms"], result["model"][ph["wire"]]["per_shards"][str(ph["shards"])]
+        lines.append(
+            f"| {ph['wire']} | {ph['shards']} | {ph['push_bytes']} | {ph['answer_bytes']} | "
+            f"{ph['decode_ms']:.3f} | {merge['2']:.3f} / {merge[max(merge, key=int)]:.3f} | "
+            f"{ph['apply_ms']:.3f} | {ph['encode_answer_ms']:.3f} | {ph['ray_message_ms']:.3f} | "
+            f"{ph['join_ms']:.3f} | {term['per_push_ms']:.3f} | {term['fixed_ms']:.3f} |"
+        )
+    shown = ["1", "4", "16", "32"]
+    lines += [
+        "",
+        "Projected ms per step, "
+        f"{result['assumptions']['latency_us_per_message']:g} us per message:",
+        "",
+        "| wire | Gbit/s | P | " + " | ".join(f"server S={s}" for s in shown) + " | all-reduce |",
+        "|---|---|---|" + "---|" * (len(shown) + 1),
+    ]
+    for row in result["projection"]:
+        if row["workers"] >= 8:
+            cells = [f"{row['server_ms'][s]:.1f}" for s in shown]
+            lines.append(
+                f"| {row['wire']} | {row['gbit']:g} | {row['workers']} | "
+                + " | ".join(cells)
+                + f" | {row['allreduce_ms']:.1f} |"
+            )
+    lines.append("")
+    for key, v in result["verdict"].items():
+        wire, gbit = key.split("@")
+        need = ", ".join(
+            f"{s if s else 'more than 32'} at P = {p}" for p, s in v["shards_needed"].items()
+        )
+        even = "; ".join(
+            f"at P = {p} only if a push and its answer cost it under {us:.0f} us"
+            if us > 0
+            else f"never at P = {p} (its NIC alone is slower)"
+            for p, us in v["one_actor_break_even_us_per_push"].items()
+        )
+        lines.append(
+            f"* {wire}, {gbit} Gbit/s: one actor is slower than the all-reduce from "
+            f"P = {v['one_actor_behind_from']}; shards to keep up: {need}. One actor keeps "
+            f"up: {even}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def server_scale(results: Path, dirs: list[str]) -> str:
+    """:func:`server_scale_markdown` of ``DIR/server.json``."""
+    (name,) = dirs
+    return server_scale_markdown(_load(results, name, "server.json"))
+
+
 RENDERERS = {
     "bench-summary": bench_summary,
     "bench-budget": bench_budget,
     "compare": compare_table,
     "universal": universal_table,
+    "server-scale": server_scale,
 }
 
 
