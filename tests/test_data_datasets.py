@@ -45,6 +45,26 @@ def test_csbm_homophily_follows_parameter(h: float) -> None:
     assert abs(homophily(data.edge_index, data.y) - h) < 0.03
 
 
+def test_csbm_locality_is_what_metis_cuts_less() -> None:
+    """Real graphs cut far better than a block model; locality gives the proxy that."""
+    import numpy as np
+
+    from vqgnn_dist.data.partition import assign_parts
+
+    def cut(data) -> float:
+        src, dst = data.edge_index.numpy()
+        part = assign_parts(data, 2)
+        return float(np.mean(part[src] != part[dst]))
+
+    plain = csbm(num_nodes=4000, avg_degree=15)
+    local = csbm(num_nodes=4000, avg_degree=15, locality=0.85)
+    assert torch.equal(plain.x, local.x) and torch.equal(plain.y, local.y)
+    assert is_symmetric(local.edge_index, local.num_nodes)
+    assert cut(local) < cut(plain) / 3
+    with pytest.raises(DataError, match="locality"):
+        load_graph("synthetic:locality=1.5")
+
+
 def test_csbm_graph_helps_but_features_alone_are_weak() -> None:
     data = csbm(num_nodes=4000, seed=0)
     n = data.num_nodes
