@@ -11,7 +11,8 @@ budget is that process's own:
 - ``full``: full-graph training for F epochs with no budget (the reference);
 - ``full-budget``: the same under ``--memory-budget B``, which it exceeds;
 - ``vq-P``: VQ-GNN on P Ray workers under ``--memory-budget B`` for E epochs
-  (batch 4096 per worker, ``--sampler cluster``: docs/models-and-tasks.md).
+  (batch 4096 per worker, ``--sampler cluster``: docs/models-and-tasks.md);
+  ``vq-P-free``: the same with no budget (what P workers need).
 
 Each run's exit status, stderr's last line, wall time and ``metrics.json``
 go to ``OUT/runs.jsonl`` (a run already there is skipped);
@@ -53,6 +54,7 @@ def flags(run: str, args: argparse.Namespace) -> list[str]:
         ]
     workers = int(run.split("-")[1])
     parts = max(workers, args.nodes // 1024)
+    budget = [] if run.endswith("-free") else ["--memory-budget", args.budget]
     return [
         *common,
         "--num-workers",
@@ -65,8 +67,7 @@ def flags(run: str, args: argparse.Namespace) -> list[str]:
         "cluster",
         "--num-parts",
         str(parts),
-        "--memory-budget",
-        args.budget,
+        *budget,
         "--max-failures",
         "0",
     ]
