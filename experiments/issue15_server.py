@@ -12,12 +12,14 @@ last steps become the workers' pushes (one batch each), encoded by
 
 Measured, per wire, for S = 1 (one :class:`CodebookServer`, the default) and S
 sharded actors (:func:`~vqgnn_dist.distributed.server.shard_plan`), and P = 1
-.. ``--workers`` Ray actor processes that push in lock-step like
+.. ``--workers`` Ray actor processes that push in lock-step through a
+:class:`~vqgnn_dist.distributed.server.ServerClient` like
 :class:`~vqgnn_dist.distributed.codebook_sync.ServerSync`: each worker's step
-latency from push to answer (median over ``--steps`` steps after ``--warmup``),
-and in-process on the same payloads the server's parts: Ray's deserialisation of
-a push and decode, merge of P pushes, the EMA step, encoding and putting one
-answer, and the client's join of S answers.
+latency from push to answer (median over ``--steps`` steps after ``--warmup``).
+For S = 1 .. 32, in-process on the same payloads cut as the client cuts them,
+the server's parts (decode a push, merge P pushes, the EMA step, encode the
+answer; the slowest shard's), Ray's cost per push and answer of those sizes
+(bursts of 8 calls to an actor that only answers) and the client's join.
 
 From those it builds the cost model of docs/distributed.md ("The codebook
 server at cluster scale") and projects it to 16, 64 and 256 workers on 10 and
@@ -34,6 +36,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +139,9 @@ class Pusher:
         return out
 
 
-def start_server(specs, trained, workers: int, wire: str, shards: int, state) -> ServerClient:
+def start_server(
+    specs: list[dict], trained: list[int], workers: int, wire: str, shards: int, state: list
+) -> ServerClient:
     """One actor (``shards`` 1, the default server) or ``shards`` of them, state loaded."""
     if shards == 1:
         client = ServerClient([CodebookServer.remote(specs, trained, workers, wire)])
@@ -148,7 +153,17 @@ def start_server(specs, trained, workers: int, wire: str, shards: int, state) ->
     return client
 
 
-def lockstep(pushers, stats, specs, trained, state, wire, shards, steps, warmup) -> dict:
+def lockstep(
+    pushers: list,
+    stats: list[list[CodebookStats]],
+    specs: list[dict],
+    trained: list[int],
+    state: list,
+    wire: str,
+    shards: int,
+    steps: int,
+    warmup: int,
+) -> dict:
     """P = len(pushers) workers pushing in lock-step; medians over the measured steps."""
     workers = len(pushers)
     client = start_server(specs, trained, workers, wire, shards, state)
@@ -171,7 +186,7 @@ def lockstep(pushers, stats, specs, trained, state, wire, shards, steps, warmup)
     }
 
 
-def median_ms(fn, reps: int = REPS) -> float:
+def median_ms(fn: Callable[[], Any], reps: int = REPS) -> float:
     """Median wall time of ``fn()`` in ms over ``reps`` calls after 3 warm-up calls."""
     for _ in range(3):
         fn()
@@ -198,7 +213,7 @@ class Sink:
         return self.answer
 
 
-def ray_message_ms(sink, push, answer, calls: int = 8) -> float:
+def ray_message_ms(sink, push: list, answer: list, calls: int = 8) -> float:
     """Ray's cost per push and its answer at a server taking ``calls`` at once: bursts of
     ``calls`` calls to a :class:`Sink`, the median burst's time per call. A push over
     Ray's inline limit is put in the object store once beforehand, as the worker that
@@ -208,7 +223,15 @@ def ray_message_ms(sink, push, answer, calls: int = 8) -> float:
     return median_ms(lambda: ray.get([sink.push.remote(r, 0, arg) for r in range(calls)])) / calls
 
 
-def shard_phases(specs, trained, state, payloads, wire: str, pieces, workers: int) -> dict:
+def shard_phases(
+    specs: list[dict],
+    trained: list[int],
+    state: list,
+    payloads: list,
+    wire: str,
+    pieces: list,
+    workers: int,
+) -> dict:
     """The server's parts for one actor holding ``pieces``, in-process, on the workers'
     real payloads cut to those pieces (as :class:`ServerClient` cuts them)."""
     position = {layer: i for i, layer in enumerate(trained)}
@@ -237,7 +260,14 @@ def shard_phases(specs, trained, state, payloads, wire: str, pieces, workers: in
 
 
 def server_phases(
-    specs, trained, state, payloads, wire: str, shards: int, workers: int, sink
+    specs: list[dict],
+    trained: list[int],
+    state: list,
+    payloads: list,
+    wire: str,
+    shards: int,
+    workers: int,
+    sink,
 ) -> dict:
     """Each phase as the slowest shard has it (the step waits for every shard), Ray's
     cost per message of the largest shard's sizes, and the client's join of the S
