@@ -73,10 +73,21 @@ def flags(run: str, args: argparse.Namespace) -> list[str]:
     ]
 
 
+# A Ray run starts its own local Ray with a logical CPU per worker (this machine has
+# 2 cores; 4 workers share them), then trains as `vqgnn-dist train` does.
+WITH_RAY = (
+    "import sys, ray; ray.init(num_cpus=int(sys.argv[1])); "
+    "from vqgnn_dist.cli import main; sys.exit(main(sys.argv[2:]))"
+)
+
+
 def one(run: str, args: argparse.Namespace) -> dict[str, Any]:
     folder = args.out / "runs" / run
-    cmd = [sys.executable, "-m", "vqgnn_dist.cli", "train", *flags(run, args)]
-    cmd += ["--output-dir", str(folder)]
+    train = ["train", *flags(run, args), "--output-dir", str(folder)]
+    if run.startswith("vq-"):
+        cmd = [sys.executable, "-c", WITH_RAY, str(max(2, int(run.split("-")[1]))), *train]
+    else:
+        cmd = [sys.executable, "-m", "vqgnn_dist.cli", *train]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
