@@ -199,6 +199,19 @@ def test_worker_crash_resumes_from_checkpoint(clean_run, tmp_path) -> None:
         assert torch.equal(got[name], value), name
 
 
+def test_a_sharded_codebook_server_trains_bit_identical_to_one_actor(clean_run, tmp_path) -> None:
+    """--codebook-shards 2: two server actors, each a range of every trained layer's
+    groups, behind the workers' one client; the run ends where one actor's does."""
+    cfg = TrainConfig(**FAULT_BASE, codebook_shards=2, output_dir=str(tmp_path)).validate()
+    sharded = train_distributed(cfg, small_graph())
+    assert sharded["codebook_consistent"]
+    assert sharded["test_acc"] == clean_run["test_acc"]
+    want = torch.load(f"{clean_run['checkpoint']}/worker-0.pt", weights_only=True)["model"]
+    got = torch.load(f"{sharded['checkpoint']}/worker-0.pt", weights_only=True)["model"]
+    for name, value in want.items():
+        assert torch.equal(got[name], value), name
+
+
 def test_resume_continues_a_finished_run(clean_run, tmp_path) -> None:
     import shutil
     import tempfile

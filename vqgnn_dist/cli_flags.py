@@ -45,6 +45,9 @@ HELP = {
     "codebook_sync_every": "T: each worker sums its codebook statistics over T steps and "
     "syncs once (one EMA update per T steps; T times fewer codebook bytes)",
     "codebook_wire": "fp16 sends counts, sums and codewords in half precision (half the bytes)",
+    "codebook_shards": "S codebook server actors, each holding a contiguous range of the "
+    "trained layers' (layer, group) codebooks (1 = one actor; docs/distributed.md: "
+    "the codebook server at cluster scale)",
     "max_failures": "worker failures Ray Train recovers from (restart from the last checkpoint)",
     "fail_at_step": "testing only: crash worker 0 once at this global step",
     "init_checkpoint": "start distributed training from a single-process DIR/model.pt",

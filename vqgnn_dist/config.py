@@ -65,6 +65,7 @@ class TrainConfig:
     codebook_sync_every: int = 1
     codebook_sync: str = "server"
     codebook_wire: str = "fp32"
+    codebook_shards: int = 1
     max_failures: int = 2
     fail_at_step: int = -1
     init_checkpoint: str | None = None
@@ -95,6 +96,7 @@ class TrainConfig:
             "heads",
             "hits_k",
             "codebook_sync_every",
+            "codebook_shards",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -155,6 +157,11 @@ class TrainConfig:
                     "single-process DIR/model.pt"
                 )
             return
+        if self.codebook_shards != 1:
+            raise ConfigError(
+                "--codebook-shards splits the codebook server of a distributed run; "
+                "add --num-workers P"
+            )
         if self.fail_at_step != -1:
             raise ConfigError(
                 "--fail-at-step injects a worker failure; it needs --num-workers P > 0"

@@ -235,3 +235,47 @@ class ServerClient:
 def as_client(server: ActorHandle | ServerClient) -> ServerClient:
     """A :class:`ServerClient`; a bare actor handle is the one-actor server."""
     return server if isinstance(server, ServerClient) else ServerClient([server])
+
+
+def launch_server(
+    specs: list[dict[str, Any]],
+    trained: list[int],
+    num_workers: int,
+    wire: str,
+    num_shards: int,
+    name: str,
+    namespace: str,
+) -> tuple[list[ActorHandle], dict[str, Any]]:
+    """Start the codebook server of a run: one actor named ``name``, or ``num_shards``
+    actors ``name-0`` ... (spread over the cluster's nodes); returns their handles and
+    the settings :func:`connect_server` takes in every worker.
+
+    A server actor that dies is restarted (``max_restarts``); the push in flight fails,
+    the workers restart from their last checkpoint and reload the state from it.
+    """
+    from vqgnn_dist.config import ConfigError
+
+    plan = None
+    if num_shards > 1:
+        try:
+            plan = shard_plan(specs, trained, num_shards)
+        except ValueError:
+            raise ConfigError(
+                f"--codebook-shards {num_shards} is more shards than the model's trained "
+                "codebook groups; give fewer shards"
+            ) from None
+    names = [name] if plan is None else [f"{name}-{s}" for s in range(num_shards)]
+    spread = {} if plan is None else {"scheduling_strategy": "SPREAD"}
+    handles = [
+        CodebookServer.options(
+            name=actor, namespace=namespace, max_restarts=-1, max_task_retries=0, **spread
+        ).remote(specs, trained, num_workers, wire, None if plan is None else plan[s])
+        for s, actor in enumerate(names)
+    ]
+    return handles, {"server_names": names, "server_plan": plan, "trained_layers": trained}
+
+
+def connect_server(settings: dict[str, Any]) -> ServerClient:
+    """A worker's :class:`ServerClient` on the server :func:`launch_server` started."""
+    shards = [ray.get_actor(n, namespace=settings["namespace"]) for n in settings["server_names"]]
+    return ServerClient(shards, settings["server_plan"], settings["trained_layers"])

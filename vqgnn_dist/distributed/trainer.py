@@ -1,8 +1,9 @@
 """The driver of a distributed run: partition, start the codebook server, run Ray Train.
 
 ``train_distributed(cfg, data)`` partitions the graph into ``cfg.num_workers``
-METIS shards (reusing a complete shard set of the same graph), starts one
-:class:`~vqgnn_dist.distributed.server.CodebookServer` actor, and runs a
+METIS shards (reusing a complete shard set of the same graph), starts the
+codebook server (one :class:`~vqgnn_dist.distributed.server.CodebookServer`
+actor, or ``--codebook-shards S`` of them), and runs a
 ``TorchTrainer`` whose workers each load only their own shard
 (:func:`~vqgnn_dist.distributed.worker.train_worker`). Weights are all-reduced over
 gloo (CPU) or nccl (GPU).
@@ -50,7 +51,7 @@ from vqgnn_dist.data.splits import link_split, symmetric_edge_index, training_su
 from vqgnn_dist.data.swap import clean_leftovers
 from vqgnn_dist.distributed.checkpoint import latest_checkpoint
 from vqgnn_dist.distributed.halo import HaloDirectory
-from vqgnn_dist.distributed.server import CodebookServer
+from vqgnn_dist.distributed.server import launch_server
 from vqgnn_dist.distributed.traffic import halo_feature_bytes, part_membership
 from vqgnn_dist.distributed.worker import train_worker
 from vqgnn_dist.factory import build_vq_model
@@ -241,19 +242,22 @@ def train_distributed(
     if "memory" in ray.cluster_resources():  # a cluster that reports none is not judged
         check_memory(manifest, ray.cluster_resources()["memory"])
     run_id = uuid.uuid4().hex[:8]
-    server_name, halo_name = f"codebook-server-{run_id}", f"halo-directory-{run_id}"
-    # A server that dies is restarted (max_restarts); the push in flight fails, the
-    # workers restart from their last checkpoint and reload the server's state from it.
-    server = CodebookServer.options(
-        name=server_name, namespace=NAMESPACE, max_restarts=-1, max_task_retries=0
-    ).remote(*codebook_specs(cfg, data), cfg.num_workers, cfg.codebook_wire)
+    halo_name = f"halo-directory-{run_id}"
+    servers, server_settings = launch_server(
+        *codebook_specs(cfg, data),
+        cfg.num_workers,
+        cfg.codebook_wire,
+        cfg.codebook_shards,
+        f"codebook-server-{run_id}",
+        NAMESPACE,
+    )
     directory = HaloDirectory.options(
         name=halo_name, namespace=NAMESPACE, max_restarts=-1, max_task_retries=0
     ).remote()
     settings = {
         "train": cfg.to_dict(),
         "shard_dir": str(out / "shards"),
-        "server_name": server_name,
+        **server_settings,
         "halo_name": halo_name,
         "namespace": NAMESPACE,
         "run_dir": str(out),
@@ -269,7 +273,8 @@ def train_distributed(
             raise
         raise cause from None
     finally:
-        ray.kill(server)
+        for server in servers:
+            ray.kill(server)
         ray.kill(directory)
     return _metrics(cfg, data, graph, manifest, out, result, time.perf_counter() - t0)
 

@@ -31,6 +31,7 @@ from vqgnn_dist.distributed.checkpoint import (
 )
 from vqgnn_dist.distributed.codebook_sync import AllreduceSync, ServerSync
 from vqgnn_dist.distributed.placement import RayPlacement
+from vqgnn_dist.distributed.server import ServerClient, connect_server
 from vqgnn_dist.distributed.shard_tasks import build_shard_task
 from vqgnn_dist.distributed.wire import codebook_state, load_codebook_state
 from vqgnn_dist.factory import worker_sampler
@@ -52,15 +53,17 @@ def _quiet_report_log() -> None:
     logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
-def _share_codebooks(method: VQMethod, server, rank: int) -> None:
+def _share_codebooks(method: VQMethod, server: ServerClient, rank: int) -> None:
     """Rank 0's codebooks become everyone's, through the server (which keeps them)."""
     if rank == 0:
-        ray.get(server.load_state.remote(codebook_state(list(method.model.codebooks))))
+        server.load_state(codebook_state(list(method.model.codebooks)))
     dist.barrier()
-    load_codebook_state(method.model.codebooks, ray.get(server.state.remote()))
+    load_codebook_state(method.model.codebooks, server.state())
 
 
-def start(cfg: TrainConfig, config: dict[str, Any], method: VQMethod, server, rank: int):
+def start(
+    cfg: TrainConfig, config: dict[str, Any], method: VQMethod, server: ServerClient, rank: int
+):
     """Put the model where the run starts; returns (first epoch, global step, history).
 
     A failure inside this run restarts from its own latest checkpoint; ``--resume``
@@ -85,7 +88,7 @@ def start(cfg: TrainConfig, config: dict[str, Any], method: VQMethod, server, ra
     if cfg.init_checkpoint:
         load_single_process_state(model, cfg.init_checkpoint, view.halo[1])
         if rank == 0:
-            ray.get(server.load_state.remote(codebook_state(list(model.codebooks))))
+            server.load_state(codebook_state(list(model.codebooks)))
         dist.barrier()
         return 1, 0, []
     for p in method.params:  # identical initial weights everywhere
@@ -191,7 +194,7 @@ def train_worker(config: dict[str, Any]) -> None:
 
 def _train_shard(cfg: TrainConfig, config: dict[str, Any], rank: int) -> None:
     world = ray.train.get_context().get_world_size()
-    server = ray.get_actor(config["server_name"], namespace=config["namespace"])
+    server = connect_server(config)
     directory = ray.get_actor(config["halo_name"], namespace=config["namespace"])
     placement = RayPlacement(ray.train.torch.get_device(), rank, world, directory)
     shard = read_shard(config["shard_dir"], rank)
