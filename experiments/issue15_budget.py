@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vqgnn_dist.bench.docs import budget_markdown
 from vqgnn_dist.train.metrics import write_json_atomic
 
 
@@ -111,25 +112,6 @@ def one(run: str, args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
-def table(rows: list[dict[str, Any]], budget: str) -> str:
-    out = [
-        f"| run (budget {budget} where set) | exit | test acc | best epoch | "
-        "peak RSS MiB (driver / largest worker) | wall s | last line |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        acc = f"{r['test_acc']:.4f}" if r.get("test_acc") is not None else ""
-        peak = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") is not None else ""
-        if r.get("worker_peak_rss_mb"):
-            peak += f" / {r['worker_peak_rss_mb']:.0f}"
-        line = r["last_line"] if r["returncode"] else ""
-        out.append(
-            f"| {r['run']} | {r['returncode']} | {acc} | {r.get('best_epoch', '')} | {peak} "
-            f"| {r['wall_s']:.0f} | {line[:200]} |"
-        )
-    return "\n".join(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results/issue15-budget"))
@@ -152,8 +134,9 @@ def main() -> None:
             print(json.dumps({k: v for k, v in done[run].items() if k != "losses"}), flush=True)
     rows = [done[r] for r in args.runs.split(",")]
     settings = {k: str(v) for k, v in vars(args).items()}
-    write_json_atomic(args.out / "budget.json", {"settings": settings, "runs": rows})
-    print(table(rows, args.budget))
+    result = {"settings": settings, "runs": rows}
+    write_json_atomic(args.out / "budget.json", result)
+    print(budget_markdown(result))
 
 
 if __name__ == "__main__":

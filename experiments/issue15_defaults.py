@@ -25,6 +25,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from vqgnn_dist.bench.docs import MOVED, defaults_markdown
 from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.data import load_graph
 from vqgnn_dist.run import run
@@ -39,7 +40,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fp16-every8": {"codebook_wire": "fp16", "codebook_sync_every": 8},
     "every4": {"codebook_sync_every": 4},
 }
-KINDS = ("codebook", "halo_assignments", "allreduce")
 
 
 def _extra(text: str) -> dict[str, Any]:
@@ -89,30 +89,11 @@ def summary(rows: list[dict[str, Any]], variants: list[str]) -> dict[str, Any]:
         entry["test_acc_std"] = statistics.stdev(acc) if len(acc) > 1 else 0.0
         moved = [r["bytes_per_epoch"] for r in mine if r.get("bytes_per_epoch")]
         if moved:
-            for key in (*KINDS, "halo_features_layerwise", "halo_features_sampled"):
+            for key in (*MOVED, "halo_features_layerwise", "halo_features_sampled"):
                 entry[key + "_mb"] = statistics.mean(b[key] for b in moved) / 1e6
-            entry["ours_mb"] = sum(entry[k + "_mb"] for k in KINDS)
+            entry["ours_mb"] = sum(entry[k + "_mb"] for k in MOVED)
         out[v] = entry
     return out
-
-
-def table(means: dict[str, Any]) -> str:
-    lines = [
-        "| variant | test acc (n) | codebook MB | halo ids MB | all-reduce MB | total MB "
-        "| layer-wise halo features MB | sampled halo features MB |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for v, e in means.items():
-        acc = f"{e['test_acc']:.4f} ± {e['test_acc_std']:.4f} ({e['n']})"
-        if "ours_mb" not in e:
-            lines.append(f"| {v} | {acc} | | | | | | |")
-            continue
-        lines.append(
-            f"| {v} | {acc} | {e['codebook_mb']:.2f} | {e['halo_assignments_mb']:.2f} "
-            f"| {e['allreduce_mb']:.2f} | {e['ours_mb']:.2f} "
-            f"| {e['halo_features_layerwise_mb']:.2f} | {e['halo_features_sampled_mb']:.2f} |"
-        )
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -143,8 +124,9 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     means = summary(rows, variants)
     settings = {k: str(v) for k, v in vars(args).items()}
-    write_json_atomic(args.out / "defaults.json", {"settings": settings, "variants": means})
-    print(table(means))
+    result = {"settings": settings, "variants": means}
+    write_json_atomic(args.out / "defaults.json", result)
+    print(defaults_markdown(result))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,12 @@ budget of VQ-GNN's steps and inference in that run) or ``compare:DIR1,DIR2``
 ``vqgnn-dist compare``) or ``universal:DIR`` (every model against its PyG twin,
 from ``DIR/cora.json`` of ``experiments/issue14.py``) or ``server-scale:DIR``
 (the codebook server's cost per step and its projection, from
-``DIR/server.json`` of ``experiments/issue15_server.py``). Directories are
-relative to the results folder.
+``DIR/server.json`` of ``experiments/issue15_server.py``) or ``budget:DIR``
+(the memory-budget demonstration, ``DIR/budget.json`` of
+``experiments/issue15_budget.py``) or ``defaults:DIR1,...`` (bytes and accuracy
+of codebook-sync settings, ``DIR/defaults.json`` of
+``experiments/issue15_defaults.py``). Directories are relative to the results
+folder.
 :func:`stale_blocks` lists the blocks whose text no longer matches their JSON
 (a test runs it on the README), :func:`render_file` rewrites them.
 """
@@ -269,12 +273,69 @@ def server_scale(results: Path, dirs: list[str]) -> str:
     return server_scale_markdown(_load(results, name, "server.json"))
 
 
+def budget_markdown(result: dict[str, Any]) -> str:
+    """The memory-budget demonstration (``experiments/issue15_budget.py``'s
+    ``budget.json``): per run its exit status, accuracy, peaks and the line it ended on."""
+    budget = result["settings"]["budget"]
+    lines = [
+        f"| run (--memory-budget {budget} where set) | exit | test acc | peak RSS MiB: "
+        "driver / largest worker | train s | loss per epoch | the line it stopped on |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["runs"]:
+        peak = _f(r.get("peak_rss_mb"), 0)
+        if r.get("worker_peak_rss_mb"):
+            peak += f" / {r['worker_peak_rss_mb']:.0f}"
+        losses = ", ".join(f"{x:.2f}" for x in r.get("losses") or [])
+        line = r["last_line"].removeprefix("error: ") if r["returncode"] else ""
+        lines.append(
+            f"| {r['run']} | {r['returncode']} | {_f(r.get('test_acc'), 4)} | {peak} "
+            f"| {_f(r.get('train_time_s'), 0)} | {losses} | {line} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def budget_table(results: Path, dirs: list[str]) -> str:
+    """:func:`budget_markdown` of ``DIR/budget.json``."""
+    (name,) = dirs
+    return budget_markdown(_load(results, name, "budget.json"))
+
+
+MOVED = ("codebook", "halo_assignments", "allreduce")
+
+
+def defaults_markdown(result: dict[str, Any]) -> str:
+    """Bytes per epoch and accuracy of codebook-sync settings next to halo-feature
+    shipping (``experiments/issue15_defaults.py``'s ``defaults.json``)."""
+    lines = [
+        "| settings | test acc (seeds) | codebook MB | halo ids MB | all-reduce MB | total MB "
+        "| layer-wise halo features MB | sampled halo features MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in result["variants"].items():
+        acc = f"{e['test_acc']:.4f} ± {e['test_acc_std']:.4f} ({e['n']})"
+        if "ours_mb" not in e:
+            lines.append(f"| {name} | {acc} | | | | | | |")
+            continue
+        cells = [e[k + "_mb"] for k in MOVED] + [e["ours_mb"]]
+        cells += [e["halo_features_layerwise_mb"], e["halo_features_sampled_mb"]]
+        lines.append(f"| {name} | {acc} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def defaults_table(results: Path, dirs: list[str]) -> str:
+    """:func:`defaults_markdown` of ``DIR/defaults.json`` (one table per folder)."""
+    return "".join(defaults_markdown(_load(results, d, "defaults.json")) for d in dirs)
+
+
 RENDERERS = {
     "bench-summary": bench_summary,
     "bench-budget": bench_budget,
     "compare": compare_table,
     "universal": universal_table,
     "server-scale": server_scale,
+    "budget": budget_table,
+    "defaults": defaults_table,
 }
 
 
