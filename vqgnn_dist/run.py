@@ -147,8 +147,9 @@ def _distributed(
     from ray.train import UserCallback
     from ray.util.queue import Empty, Queue
 
-    from vqgnn_dist.distributed.trainer import train_distributed
+    from vqgnn_dist.distributed.trainer import connect_ray, train_distributed
 
+    connect_ray()  # here: Ray started in the training thread would die with it
     queue = None
     if on_epoch is not None:
         # num_cpus 0, outside any placement group of the caller (a Tune trial holds none).

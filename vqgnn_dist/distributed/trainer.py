@@ -222,6 +222,17 @@ def check_memory(manifest: dict[str, Any], available: float) -> None:
         )
 
 
+def connect_ray() -> None:
+    """Join the Ray session of this process, or start a local one, from the calling thread.
+
+    A local Ray's processes are killed when the *thread* that started them ends (their
+    parent-death signal), so a run that trains in a thread of its own starts Ray first
+    on the thread that waits for it (:func:`vqgnn_dist.run.run`).
+    """
+    if not ray.is_initialized():
+        ray.init(namespace=NAMESPACE, log_to_driver=True)
+
+
 def train_distributed(
     cfg: TrainConfig, data: Data, callbacks: Sequence[UserCallback] = ()
 ) -> dict[str, Any]:
@@ -235,8 +246,7 @@ def train_distributed(
     resume = latest_checkpoint(out, cfg.num_workers, cfg.epochs) if cfg.resume else None
     if resume is not None:
         print(f"resuming from {resume.path}")
-    if not ray.is_initialized():
-        ray.init(namespace=NAMESPACE, log_to_driver=True)
+    connect_ray()
     check_resources(cfg.num_workers, torch.cuda.is_available())
     graph, manifest, task_config = prepare_task(cfg, data, out)
     if "memory" in ray.cluster_resources():  # a cluster that reports none is not judged
