@@ -61,6 +61,17 @@ def test_full_graph_fails_cleanly_under_a_budget_that_vq_gnn_meets(tmp_path) -> 
     vq = _train(tmp_path / "vq", "vq", "750MiB")
     assert vq.returncode == 0, vq.stderr
     metrics = json.loads((tmp_path / "vq" / "metrics.json").read_text())
-    # Trained under the budget it was held to. (Its reported peak RSS is no check: a
-    # forked child's ru_maxrss starts at the size of the pytest process it forked from.)
     assert metrics["config"]["memory_budget"] == "750MiB"
+    assert metrics["peak_rss_mb"] < 750, metrics["peak_rss_mb"]
+
+
+CHILD_PEAK = "from vqgnn_dist.train.metrics import peak_rss_mb; print(peak_rss_mb())"
+
+
+def test_a_process_reports_its_own_peak_not_that_of_its_parent() -> None:
+    """ru_maxrss carries over exec: a child of a 1 GiB process reported 1 GiB."""
+    held = torch.ones(2**28)  # 1 GiB in this process
+    held.add_(1)
+    child = subprocess.run([sys.executable, "-c", CHILD_PEAK], capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    assert float(child.stdout) < 700, child.stdout

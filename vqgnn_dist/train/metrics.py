@@ -23,7 +23,19 @@ STAGE_PREFIX = ".outputs-"
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB."""
+    """Peak resident memory of this process in MiB.
+
+    On Linux this is ``VmHWM``, the peak of this program's own memory: ``ru_maxrss``
+    carries over an ``exec``, so a process started from a larger one (a spawned child,
+    a subprocess of pytest) would report its parent's size.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
