@@ -275,9 +275,10 @@ class VQGNN(nn.Module):
             x, grad = self._cache[layer]
             cb = self.codebooks[layer]
             with self.timer.phase("search"):
-                q = cb.quantize(x.detach(), grad.get("g") if cb.grad_channels else None)
+                g = grad.get("g") if cb.grad_channels else None
+                q = cb.quantize(x.detach(), g, self._loss_flags(layer, self._batch))
             with self.timer.phase("statistics"):
-                out.append(cb.summarize(q, self._loss_flags(layer, self._batch)))
+                out.append(cb.summarize(q))
         return out
 
     @property
