@@ -23,7 +23,7 @@ STATE_KEYS = (
     "mean",
     "var",
     "ema_count",
-    "ema_grad_count",
+    "ema_loss_count",
     "ema_total",
     "grad_moments_ready",
     "version",

@@ -275,10 +275,9 @@ class VQGNN(nn.Module):
             x, grad = self._cache[layer]
             cb = self.codebooks[layer]
             with self.timer.phase("search"):
-                g = grad.get("g") if cb.grad_channels else None
-                q = cb.quantize(x.detach(), g, self._loss_flags(layer, self._batch))
+                q = cb.quantize(x.detach(), grad.get("g") if cb.grad_channels else None)
             with self.timer.phase("statistics"):
-                out.append(cb.summarize(q))
+                out.append(cb.summarize(q, self._loss_flags(layer, self._batch)))
         return out
 
     @property

@@ -44,8 +44,8 @@ class CodebookStats:
 
     assignment: Tensor  # [b, G] int64, nearest codeword per node and group
     count: Tensor  # [G, k] number of batch vectors assigned to each codeword
-    # [G, k] how many of them are loss nodes, whose gradients alone ``total`` sums
-    # (:meth:`ProductCodebook.summarize`); [0] where every node carries a loss term
+    # [G, k] how many of them are loss nodes (:meth:`ProductCodebook.summarize`), or
+    # [0] where every node carries a loss term
     loss_count: Tensor
     total: Tensor  # [G, k, E] sum of whitened vectors assigned to each codeword
     moment_n: Tensor  # [] number of vectors in the raw moments
@@ -68,13 +68,15 @@ class CodewordTables:
 
     ``feature`` [G * k, D] and ``gradient`` [G * k, H * D] are the de-whitened halves,
     flat so that one gather with ``assignment + offset`` fetches a node's rows of
-    every group.
+    every group; ``loss_gradient`` is the gradient half averaged over loss nodes only
+    (:meth:`ProductCodebook.gradient_codewords`).
     """
 
     whitened: Tensor  # [G, k, E]
     raw: Tensor  # [G, k, E] de-whitened
     feature: Tensor  # [G * k, D]
     gradient: Tensor  # [G * k, H * D]
+    loss_gradient: Tensor  # [G * k, H * D]
     offset: Tensor  # [G] first row of each group in the flat tables
 
 
@@ -86,7 +88,6 @@ class Quantized:
     whitened: Tensor  # [b, G, E]
     assignment_t: Tensor  # [G, b] nearest codeword per group and node
     sq_dist: Tensor  # [G, b] squared whitened distance to it
-    loss: Tensor | None = None  # [b] bool, the loss nodes (ProductCodebook.quantize)
 
 
 @dataclass
@@ -102,7 +103,9 @@ class CodewordRows:
     codebook: ProductCodebook
     assignment: Tensor
     gradient: bool = False
-    keep: Tensor | None = None  # [h] bool: gradient rows of the other nodes are zeros
+    # [h] bool, the loss nodes: their gradient rows are averaged over loss nodes only,
+    # those of the other nodes are zeros (their gradient is exactly zero)
+    keep: Tensor | None = None
 
     def __len__(self) -> int:
         return self.assignment.shape[0]
@@ -110,8 +113,10 @@ class CodewordRows:
     def rows(self) -> Tensor:
         if not self.gradient:
             return self.codebook.feature_codewords(self.assignment)
-        g = self.codebook.gradient_codewords(self.assignment)
-        return g if self.keep is None else g * self.keep.unsqueeze(1).to(g.dtype)
+        if self.keep is None:
+            return self.codebook.gradient_codewords(self.assignment)
+        g = self.codebook.gradient_codewords(self.assignment, loss_only=True)
+        return g * self.keep.unsqueeze(1).to(g.dtype)
 
 
 def merge_stats(parts: list[CodebookStats]) -> CodebookStats:
@@ -258,9 +263,7 @@ class ProductCodebook(nn.Module):
         self.register_buffer("var", torch.ones(G, E))
         self.register_buffer("ema_count", torch.ones(G, k))
         self.register_buffer("ema_total", torch.zeros(G, k, E))
-        # The counts the gradient half is averaged by: those of ema_count, or of the loss
-        # nodes alone where a task marks them (:meth:`summarize`).
-        self.register_buffer("ema_grad_count", torch.ones(G, k))
+        self.register_buffer("ema_loss_count", torch.ones(G, k))
         self.register_buffer("grad_moments_ready", torch.zeros((), dtype=torch.bool))
         self.register_buffer("version", torch.zeros((), dtype=torch.long))
         self._cached: tuple[tuple, CodewordTables] | None = None
@@ -325,33 +328,33 @@ class ProductCodebook(nn.Module):
         on, so any update (an EMA step, a loaded state, a copy from the codebook
         server) makes the next lookup recompute them, and lookups in between reuse them.
         """
-        state = (self.ema_total, self.ema_count, self.ema_grad_count, self.mean, self.var)
+        state = (self.ema_total, self.ema_count, self.ema_loss_count, self.mean, self.var)
         key = tuple((t._version, t.data_ptr()) for t in state)
         if self._cached is None or self._cached[0] != key:
+            n = self.ema_count.sum(1, keepdim=True)
             k, G, D = self.codebook_size, self.num_groups, self.group_size
-            count = self._smoothed(self.ema_count)[..., None].expand(-1, -1, D)
-            grad_count = self._smoothed(self.ema_grad_count)[..., None]
-            whitened = self.ema_total / torch.cat(
-                [count, grad_count.expand(-1, -1, self.entry_size - D)], -1
-            )
+            smoothed = (self.ema_count + self.laplace_eps) / (n + k * self.laplace_eps) * n
+            whitened = self.ema_total / smoothed[..., None]
             raw = whitened * self._std()[:, None] + self.mean[:, None]
+            gradient = raw[..., D:].reshape(G * k, self.entry_size - D).contiguous()
             tables = CodewordTables(
                 whitened=whitened,
                 raw=raw,
                 feature=raw[..., :D].reshape(G * k, D).contiguous(),
-                gradient=raw[..., D:].reshape(G * k, self.entry_size - D).contiguous(),
+                gradient=gradient,
+                loss_gradient=gradient * self._loss_share().reshape(G * k, 1),
                 offset=torch.arange(G, device=raw.device, dtype=torch.int32) * k,
             )
             self._cached = (key, tables)
         return self._cached[1]
 
-    def _smoothed(self, count: Tensor) -> Tensor:
-        """[G, k] EMA counts, Laplace smoothed so that no codeword divides by zero."""
-        n = count.sum(1, keepdim=True)
-        k = self.codebook_size
-        return (
-            (count + self.laplace_eps) / (n + k * self.laplace_eps) * n.clamp_min(self.laplace_eps)
-        )
+    def _loss_share(self) -> Tensor:
+        """[G, k] N_v / N_v^loss: a gradient codeword, the mean over all of its nodes, times
+        this is the mean over its loss nodes (the others add exact zeros); 0 where a
+        codeword has (next to) no loss node."""
+        loss = self.ema_loss_count
+        alive = loss > self.dead_threshold
+        return torch.where(alive, self.ema_count / torch.where(alive, loss, 1.0), 0.0)
 
     def whitened_codewords(self) -> Tensor:
         """[G, k, E] codewords m_v / N_v in the whitened space, counts Laplace smoothed."""
@@ -375,10 +378,18 @@ class ProductCodebook(nn.Module):
             :, : self.num_features
         ]
 
-    def gradient_codewords(self, assignment: Tensor) -> Tensor:
+    def gradient_codewords(self, assignment: Tensor, loss_only: bool = False) -> Tensor:
         """The gradient rows G~ of nodes with the given assignments: [n, H * f] or
-        [n, grad_features]."""
-        return self._ungroup_grads(self._gather(self._tables().gradient, assignment))
+        [n, grad_features].
+
+        With ``loss_only`` each row is its codeword's mean over loss nodes only (the
+        last layer of a task with loss nodes, Eq. 7): the output gradient of every other
+        node is exactly zero, so the mean over all of a codeword's nodes dilutes the
+        gradient a loss node stands for by their share.
+        """
+        tables = self._tables()
+        table = tables.loss_gradient if loss_only else tables.gradient
+        return self._ungroup_grads(self._gather(table, assignment))
 
     def load_codewords(self, x: Tensor, g: Tensor | None = None) -> None:
         """Make row v of ``x`` (and ``g``) codeword v of every group, each with count 1.
@@ -391,7 +402,7 @@ class ProductCodebook(nn.Module):
         z = (self._vectors(x, g) - self.mean) / self._std()
         self.ema_total.copy_(z.transpose(0, 1))
         self.ema_count.fill_(1.0)
-        self.ema_grad_count.fill_(1.0)
+        self.ema_loss_count.fill_(1.0)
         self.version += 1
 
     @torch.no_grad()
@@ -435,7 +446,7 @@ class ProductCodebook(nn.Module):
         for _ in range(lloyd_steps):
             stats = self.batch_stats(x, None, loss)
             self.ema_count.copy_(stats.count)
-            self.ema_grad_count.copy_(stats.loss_count if loss is not None else stats.count)
+            self.ema_loss_count.copy_(stats.loss_count if loss is not None else stats.count)
             self.ema_total.copy_(stats.total)
         self.version += 1
 
@@ -450,58 +461,45 @@ class ProductCodebook(nn.Module):
 
     # ------------------------------------------------------------ statistics
     @torch.no_grad()
-    def quantize(self, x: Tensor, g: Tensor | None = None, loss: Tensor | None = None) -> Quantized:
+    def quantize(self, x: Tensor, g: Tensor | None = None) -> Quantized:
         """The codeword search: each batch vector's nearest codeword per group.
 
         ``x`` is the layer input [b, f] of the batch nodes and ``g`` the gradient
         at the convolution output [b, H * f], or None in the init pass (then only
         the feature part decides the assignment). Distances are taken between
         whitened vectors and whitened codewords.
-
-        ``loss`` [b] bool marks the loss nodes where every other node's gradient is
-        exactly zero (the last layer of a node task): the gradient half of a codeword
-        is then the mean over its loss nodes only (:meth:`summarize`), and the other
-        nodes, whose gradient says nothing, are searched by their features alone.
         """
         raw = self._vectors(x, g)  # [b, G, E]
         z = (raw - self.mean) / self._std()
         width = self.entry_size if g is not None else self.group_size
-        cw = self.whitened_codewords()
-        assign_t, best = _nearest(z[..., :width].transpose(0, 1), cw[..., :width])  # [G, b]
-        if loss is not None and g is not None and not bool(loss.all()):
-            other = (~loss).nonzero().squeeze(1)
-            D = self.group_size
-            zo = z.index_select(0, other)[..., :D].transpose(0, 1)
-            assign_t[:, other], best[:, other] = _nearest(zo, cw[..., :D])
-        return Quantized(raw=raw, whitened=z, assignment_t=assign_t, sq_dist=best, loss=loss)
+        cw = self.whitened_codewords()[..., :width]
+        assign_t, best = _nearest(z[..., :width].transpose(0, 1), cw)  # [G, b]
+        return Quantized(raw=raw, whitened=z, assignment_t=assign_t, sq_dist=best)
 
     @torch.no_grad()
-    def summarize(self, q: Quantized) -> CodebookStats:
+    def summarize(self, q: Quantized, loss: Tensor | None = None) -> CodebookStats:
         """The statistics of a searched batch that add up across workers (EMA step, part 1).
 
-        With loss nodes (:meth:`quantize`) the gradient entries of ``total`` sum over
-        them alone and their count per codeword is ``loss_count``, which the gradient
-        half is averaged by (Eq. 7's G~ of a loss node, undiluted by the exact zeros of
-        the others).
+        ``loss`` [b] bool marks the batch's loss nodes where the others' gradient is
+        exactly zero (the last layer of a node task); their count per codeword follows an
+        EMA of its own (:meth:`gradient_codewords` with ``loss_only``).
         """
-        G, k, E, D = self.num_groups, self.codebook_size, self.entry_size, self.group_size
+        G, k, E = self.num_groups, self.codebook_size, self.entry_size
         b = q.raw.shape[0]
         flat = (q.assignment_t.t() + self._tables().offset).reshape(-1)  # [b * G] rows of G * k
         count = torch.bincount(flat, minlength=G * k).to(q.raw.dtype).view(G, k)
-        vectors = q.whitened
-        if q.loss is None:
+        if loss is None:
             loss_count = count.new_zeros(0)
         else:
-            weight = q.loss.to(q.raw.dtype)
-            loss_count = torch.bincount(flat, weight.repeat_interleave(G), minlength=G * k)
-            loss_count = loss_count.view(G, k)  # flat is node-major
-            vectors = torch.cat([vectors[..., :D], vectors[..., D:] * weight[:, None, None]], -1)
-        total = q.raw.new_zeros(G * k, E).index_add_(0, flat, vectors.reshape(b * G, E))
+            weight = loss.to(q.raw.dtype).repeat_interleave(G)  # flat is node-major
+            loss_count = torch.bincount(flat, weight, minlength=G * k).view(G, k)
+        total = q.raw.new_zeros(G * k, E).index_add_(0, flat, q.whitened.reshape(b * G, E))
         c = min(self.num_candidates, b)
         top = _stable_topk(q.sq_dist, c)  # [G, c]
         zt = q.whitened.transpose(0, 1)
         candidate = torch.gather(zt, 1, top[..., None].expand(-1, -1, E))
         # VQ relative error of the feature part in the raw space.
+        D = self.group_size
         recon = self._tables().feature.index_select(0, flat).view(b, G, D)
         feat = q.raw[..., :D]
         return CodebookStats(
@@ -523,7 +521,7 @@ class ProductCodebook(nn.Module):
     ) -> CodebookStats:
         """Assign a batch to its nearest codewords and summarise it (VQ-VAE EMA step, part 1):
         :meth:`quantize`, then :meth:`summarize`."""
-        return self.summarize(self.quantize(x, g, loss))
+        return self.summarize(self.quantize(x, g), loss)
 
     @torch.no_grad()
     def apply_stats(self, stats: CodebookStats, with_gradients: bool = True) -> None:
@@ -535,8 +533,8 @@ class ProductCodebook(nn.Module):
         """
         gamma = self.decay
         self.ema_count.mul_(gamma).add_(stats.count, alpha=1 - gamma)
-        grad_count = stats.loss_count if stats.loss_count.numel() else stats.count
-        self.ema_grad_count.mul_(gamma).add_(grad_count, alpha=1 - gamma)
+        if stats.loss_count.numel():
+            self.ema_loss_count.mul_(gamma).add_(stats.loss_count, alpha=1 - gamma)
         self.ema_total.mul_(gamma).add_(stats.total, alpha=1 - gamma)
         n = stats.moment_n.clamp_min(1.0)
         mean = stats.moment_sum / n
@@ -567,12 +565,12 @@ class ProductCodebook(nn.Module):
         g_idx, v_idx = take.nonzero(as_tuple=True)
         self.ema_total[g_idx, v_idx] = stats.candidate[g_idx, rank[g_idx, v_idx]]
         self.ema_count[g_idx, v_idx] = 1.0
-        self.ema_grad_count[g_idx, v_idx] = 1.0
+        self.ema_loss_count[g_idx, v_idx] = 1.0
         # Dead codewords beyond the candidates wait at the mean with no weight.
         rest = dead & ~take
         self.ema_total[rest] = 0.0
         self.ema_count[rest] = 0.0
-        self.ema_grad_count[rest] = 0.0
+        self.ema_loss_count[rest] = 0.0
 
     @torch.no_grad()
     def usage(self) -> tuple[float, int]:
