@@ -94,12 +94,8 @@ def test_merged_worker_stats_equal_one_big_batch() -> None:
         gen = torch.Generator().manual_seed(step)
         x = torch.randn(96, 12, generator=gen)
         g = 1e-4 * torch.randn(96, 12, generator=gen)
-        loss = torch.arange(96) % 3 == 0
-        whole = one.batch_stats(x, g, loss)
-        parts = [
-            two.batch_stats(x[:40], g[:40], loss[:40]),
-            two.batch_stats(x[40:], g[40:], loss[40:]),
-        ]
+        whole = one.batch_stats(x, g)
+        parts = [two.batch_stats(x[:40], g[:40]), two.batch_stats(x[40:], g[40:])]
         merged = merge_stats(parts)
         assert torch.equal(merged.assignment, whole.assignment)
         one.apply_stats(whole)
@@ -107,34 +103,6 @@ def test_merged_worker_stats_equal_one_big_batch() -> None:
         for name, buf in one.named_buffers():
             torch.testing.assert_close(buf, dict(two.named_buffers())[name], rtol=1e-5, atol=1e-6)
     assert int(one.version) == int(two.version)
-
-
-def test_a_loss_only_gradient_codeword_is_the_mean_over_its_loss_nodes() -> None:
-    """Last layer of a node task: only loss nodes have a gradient; the rest are exact zeros.
-    A codeword's gradient half is the mean over all of its nodes, diluted by the share of
-    loss nodes; ``loss_only`` undoes that (Eq. 7's G~ of a loss node), per codeword."""
-    gen = torch.Generator().manual_seed(4)
-    n = 120
-    half = torch.arange(n) < n // 2  # two clusters far apart in the features
-    x = torch.where(half[:, None], 10.0, -10.0) + 0.1 * torch.randn(n, 4, generator=gen)
-    loss = torch.rand(n, generator=gen) < torch.where(half, 0.2, 0.5)
-    # One output-side gradient entry (as the adapter keeps), so the features decide.
-    g = torch.where(loss[:, None], 1e-3 * torch.randn(n, 1, generator=gen) + 2e-3, 0.0)
-    cb = ProductCodebook(4, 2, group_size=4, grad_channels=1, grad_features=1, decay=0.5)
-    cb.set_moments(x, g)
-    cb.load_codewords(x[[0, n - 1]], g[[0, n - 1]])
-    for _ in range(40):  # the EMA of one batch over and over: codewords become its means
-        cb.apply_stats(cb.batch_stats(x, g, loss))
-    assign = cb.batch_stats(x, g, loss).assignment
-    assert assign[half].unique().numel() == 1 and assign[~half].unique().numel() == 1
-    for side in (half, ~half):
-        rows = assign[side][:1]
-        mean_all = g[side].mean(0)
-        mean_loss = g[side & loss].mean(0)
-        torch.testing.assert_close(cb.gradient_codewords(rows)[0], mean_all, rtol=1e-3, atol=1e-8)
-        got = cb.gradient_codewords(rows, loss_only=True)[0]
-        torch.testing.assert_close(got, mean_loss, rtol=1e-3, atol=1e-8)
-        assert not torch.allclose(got, mean_all, rtol=0.1)  # the diluted mean is another
 
 
 def test_frozen_nearest_feature_codeword_matches_the_training_assignment() -> None:

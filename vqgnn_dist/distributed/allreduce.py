@@ -20,16 +20,7 @@ from torch import Tensor
 from vqgnn_dist.distributed.wire import FP16_MAX, per_count
 from vqgnn_dist.vq.codebook import CodebookStats, merge_candidates
 
-ADDITIVE = (
-    "count",
-    "loss_count",
-    "total",
-    "moment_n",
-    "moment_sum",
-    "moment_sumsq",
-    "sq_err",
-    "sq_norm",
-)
+ADDITIVE = ("count", "total", "moment_n", "moment_sum", "moment_sumsq", "sq_err", "sq_norm")
 
 
 def _sum_flat(tensors: list[Tensor], dtype: torch.dtype) -> tuple[list[Tensor], int]:

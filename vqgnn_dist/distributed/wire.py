@@ -19,15 +19,7 @@ import torch
 
 from vqgnn_dist.vq.codebook import CodebookStats, ProductCodebook
 
-STATE_KEYS = (
-    "mean",
-    "var",
-    "ema_count",
-    "ema_loss_count",
-    "ema_total",
-    "grad_moments_ready",
-    "version",
-)
+STATE_KEYS = ("mean", "var", "ema_count", "ema_total", "grad_moments_ready", "version")
 # Per-codeword sums and the counts they are divided by on the fp16 wire.
 SUMS = {"total": "count", "ema_total": "ema_count"}
 HALF_KEYS = frozenset({"total", "ema_total", "candidate"})

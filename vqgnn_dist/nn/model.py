@@ -153,7 +153,6 @@ class VQGNN(nn.Module):
                 f"assignment{i}", torch.zeros(num_nodes, cb.num_groups, dtype=index_dtype)
             )
         self._cache: list[tuple[Tensor, dict[str, Tensor]]] = []
-        self._batch: Tensor | None = None  # the batch of the last forward pass
         # Global attention on a shard (distributed/): the first `owned_nodes` rows of the
         # assignment tables are this worker's nodes (the rest its halo), and
         # `remote_context[layer]` counts the tuples of the nodes other workers own.
@@ -161,9 +160,8 @@ class VQGNN(nn.Module):
         self.remote_context: list[TupleCounts] | None = None
         # [num_nodes] bool, the nodes whose outputs enter the full-graph loss (a task's
         # training nodes): the last layer's output gradient of any other node is zero,
-        # so its gradient codeword is not sent as a blue message to the batch (Eq. 7),
-        # and those of the others are means over training nodes only. None: every node
-        # may carry a loss term.
+        # so its gradient codeword, a cluster mean, is not sent as a blue message to the
+        # batch (Eq. 7). None: every node may carry a loss term.
         self.loss_nodes: Tensor | None = None
         # The per-phase time budget (vqgnn_dist/timing.py); a loop that reports it
         # replaces it with one of its own device and reads it per epoch.
@@ -247,7 +245,7 @@ class VQGNN(nn.Module):
                     cb,
                     assign.index_select(0, block.receivers),
                     gradient=True,
-                    keep=self._loss_flags(layer, block.receivers),
+                    keep=self._loss_receivers(layer, block),
                 )
                 s = conv.blue(h_drop, out, g_tilde, block)
                 blue = blue + (s - s.detach())
@@ -255,16 +253,13 @@ class VQGNN(nn.Module):
             h = conv.transform(m, h_drop)
             if layer < self.num_layers - 1:
                 h = F.relu(h)
-        self._batch = block.batch
         return h, blue
 
-    def _loss_flags(self, layer: int, nodes: Tensor) -> Tensor | None:
-        """Which of ``nodes`` carry a loss term (:attr:`loss_nodes`), at the last layer only:
-        the receivers whose gradient codewords count, the batch nodes a codeword's
-        loss-node count follows (ProductCodebook.summarize)."""
+    def _loss_receivers(self, layer: int, block: Block) -> Tensor | None:
+        """Which receivers' last-layer gradient codewords count (:attr:`loss_nodes`)."""
         if self.loss_nodes is None or layer != self.num_layers - 1:
             return None
-        return self.loss_nodes.index_select(0, nodes)
+        return self.loss_nodes.index_select(0, block.receivers)
 
     # ------------------------------------------------------------ codebooks
     def codebook_stats(self) -> list[CodebookStats]:
@@ -277,7 +272,7 @@ class VQGNN(nn.Module):
             with self.timer.phase("search"):
                 q = cb.quantize(x.detach(), grad.get("g") if cb.grad_channels else None)
             with self.timer.phase("statistics"):
-                out.append(cb.summarize(q, self._loss_flags(layer, self._batch)))
+                out.append(cb.summarize(q))
         return out
 
     @property
@@ -370,11 +365,10 @@ class VQGNN(nn.Module):
                 table = self.assignment(layer)
                 if layer in layers:
                     learn = generator is not None and layer in self.trained_layers
-                    loss = self._loss_flags(layer, batch)
                     if learn and step == 0:
-                        cb.seed_codewords(h, generator, loss=loss)
+                        cb.seed_codewords(h, generator)
                     if learn:
-                        stats = cb.batch_stats(h, None, loss)
+                        stats = cb.batch_stats(h, None)
                         cb.apply_stats(stats, with_gradients=False)
                         assignment = stats.assignment
                     else:

@@ -44,9 +44,6 @@ class CodebookStats:
 
     assignment: Tensor  # [b, G] int64, nearest codeword per node and group
     count: Tensor  # [G, k] number of batch vectors assigned to each codeword
-    # [G, k] how many of them are loss nodes (:meth:`ProductCodebook.summarize`), or
-    # [0] where every node carries a loss term
-    loss_count: Tensor
     total: Tensor  # [G, k, E] sum of whitened vectors assigned to each codeword
     moment_n: Tensor  # [] number of vectors in the raw moments
     moment_sum: Tensor  # [G, E] sum of raw vectors
@@ -68,15 +65,13 @@ class CodewordTables:
 
     ``feature`` [G * k, D] and ``gradient`` [G * k, H * D] are the de-whitened halves,
     flat so that one gather with ``assignment + offset`` fetches a node's rows of
-    every group; ``loss_gradient`` is the gradient half averaged over loss nodes only
-    (:meth:`ProductCodebook.gradient_codewords`).
+    every group.
     """
 
     whitened: Tensor  # [G, k, E]
     raw: Tensor  # [G, k, E] de-whitened
     feature: Tensor  # [G * k, D]
     gradient: Tensor  # [G * k, H * D]
-    loss_gradient: Tensor  # [G * k, H * D]
     offset: Tensor  # [G] first row of each group in the flat tables
 
 
@@ -103,9 +98,7 @@ class CodewordRows:
     codebook: ProductCodebook
     assignment: Tensor
     gradient: bool = False
-    # [h] bool, the loss nodes: their gradient rows are averaged over loss nodes only,
-    # those of the other nodes are zeros (their gradient is exactly zero)
-    keep: Tensor | None = None
+    keep: Tensor | None = None  # [h] bool: gradient rows of the other nodes are zeros
 
     def __len__(self) -> int:
         return self.assignment.shape[0]
@@ -113,10 +106,8 @@ class CodewordRows:
     def rows(self) -> Tensor:
         if not self.gradient:
             return self.codebook.feature_codewords(self.assignment)
-        if self.keep is None:
-            return self.codebook.gradient_codewords(self.assignment)
-        g = self.codebook.gradient_codewords(self.assignment, loss_only=True)
-        return g * self.keep.unsqueeze(1).to(g.dtype)
+        g = self.codebook.gradient_codewords(self.assignment)
+        return g if self.keep is None else g * self.keep.unsqueeze(1).to(g.dtype)
 
 
 def merge_stats(parts: list[CodebookStats]) -> CodebookStats:
@@ -263,7 +254,6 @@ class ProductCodebook(nn.Module):
         self.register_buffer("var", torch.ones(G, E))
         self.register_buffer("ema_count", torch.ones(G, k))
         self.register_buffer("ema_total", torch.zeros(G, k, E))
-        self.register_buffer("ema_loss_count", torch.ones(G, k))
         self.register_buffer("grad_moments_ready", torch.zeros((), dtype=torch.bool))
         self.register_buffer("version", torch.zeros((), dtype=torch.long))
         self._cached: tuple[tuple, CodewordTables] | None = None
@@ -328,7 +318,7 @@ class ProductCodebook(nn.Module):
         on, so any update (an EMA step, a loaded state, a copy from the codebook
         server) makes the next lookup recompute them, and lookups in between reuse them.
         """
-        state = (self.ema_total, self.ema_count, self.ema_loss_count, self.mean, self.var)
+        state = (self.ema_total, self.ema_count, self.mean, self.var)
         key = tuple((t._version, t.data_ptr()) for t in state)
         if self._cached is None or self._cached[0] != key:
             n = self.ema_count.sum(1, keepdim=True)
@@ -336,25 +326,15 @@ class ProductCodebook(nn.Module):
             smoothed = (self.ema_count + self.laplace_eps) / (n + k * self.laplace_eps) * n
             whitened = self.ema_total / smoothed[..., None]
             raw = whitened * self._std()[:, None] + self.mean[:, None]
-            gradient = raw[..., D:].reshape(G * k, self.entry_size - D).contiguous()
             tables = CodewordTables(
                 whitened=whitened,
                 raw=raw,
                 feature=raw[..., :D].reshape(G * k, D).contiguous(),
-                gradient=gradient,
-                loss_gradient=gradient * self._loss_share().reshape(G * k, 1),
+                gradient=raw[..., D:].reshape(G * k, self.entry_size - D).contiguous(),
                 offset=torch.arange(G, device=raw.device, dtype=torch.int32) * k,
             )
             self._cached = (key, tables)
         return self._cached[1]
-
-    def _loss_share(self) -> Tensor:
-        """[G, k] N_v / N_v^loss: a gradient codeword, the mean over all of its nodes, times
-        this is the mean over its loss nodes (the others add exact zeros); 0 where a
-        codeword has (next to) no loss node."""
-        loss = self.ema_loss_count
-        alive = loss > self.dead_threshold
-        return torch.where(alive, self.ema_count / torch.where(alive, loss, 1.0), 0.0)
 
     def whitened_codewords(self) -> Tensor:
         """[G, k, E] codewords m_v / N_v in the whitened space, counts Laplace smoothed."""
@@ -378,18 +358,10 @@ class ProductCodebook(nn.Module):
             :, : self.num_features
         ]
 
-    def gradient_codewords(self, assignment: Tensor, loss_only: bool = False) -> Tensor:
+    def gradient_codewords(self, assignment: Tensor) -> Tensor:
         """The gradient rows G~ of nodes with the given assignments: [n, H * f] or
-        [n, grad_features].
-
-        With ``loss_only`` each row is its codeword's mean over loss nodes only (the
-        last layer of a task with loss nodes, Eq. 7): the output gradient of every other
-        node is exactly zero, so the mean over all of a codeword's nodes dilutes the
-        gradient a loss node stands for by their share.
-        """
-        tables = self._tables()
-        table = tables.loss_gradient if loss_only else tables.gradient
-        return self._ungroup_grads(self._gather(table, assignment))
+        [n, grad_features]."""
+        return self._ungroup_grads(self._gather(self._tables().gradient, assignment))
 
     def load_codewords(self, x: Tensor, g: Tensor | None = None) -> None:
         """Make row v of ``x`` (and ``g``) codeword v of every group, each with count 1.
@@ -402,20 +374,12 @@ class ProductCodebook(nn.Module):
         z = (self._vectors(x, g) - self.mean) / self._std()
         self.ema_total.copy_(z.transpose(0, 1))
         self.ema_count.fill_(1.0)
-        self.ema_loss_count.fill_(1.0)
         self.version += 1
 
     @torch.no_grad()
-    def seed_codewords(
-        self,
-        x: Tensor,
-        generator: torch.Generator,
-        lloyd_steps: int = 1,
-        loss: Tensor | None = None,
-    ) -> None:
+    def seed_codewords(self, x: Tensor, generator: torch.Generator, lloyd_steps: int = 1) -> None:
         """Whiten by the moments of ``x``, pick k seed rows per group by k-means++, and
-        refine them by ``lloyd_steps`` Lloyd steps on ``x`` (``loss`` marks its loss nodes,
-        as in :meth:`summarize`).
+        refine them by ``lloyd_steps`` Lloyd steps on ``x``.
 
         Rows far from the seeds chosen so far are more likely to be picked next
         (probability proportional to the squared distance), so rare patterns get
@@ -444,9 +408,8 @@ class ProductCodebook(nn.Module):
         # Seeds that won no row (duplicates) get count 0 and are re-seeded at the
         # next update by the worst-quantised rows.
         for _ in range(lloyd_steps):
-            stats = self.batch_stats(x, None, loss)
+            stats = self.batch_stats(x, None)
             self.ema_count.copy_(stats.count)
-            self.ema_loss_count.copy_(stats.loss_count if loss is not None else stats.count)
             self.ema_total.copy_(stats.total)
         self.version += 1
 
@@ -477,22 +440,12 @@ class ProductCodebook(nn.Module):
         return Quantized(raw=raw, whitened=z, assignment_t=assign_t, sq_dist=best)
 
     @torch.no_grad()
-    def summarize(self, q: Quantized, loss: Tensor | None = None) -> CodebookStats:
-        """The statistics of a searched batch that add up across workers (EMA step, part 1).
-
-        ``loss`` [b] bool marks the batch's loss nodes where the others' gradient is
-        exactly zero (the last layer of a node task); their count per codeword follows an
-        EMA of its own (:meth:`gradient_codewords` with ``loss_only``).
-        """
+    def summarize(self, q: Quantized) -> CodebookStats:
+        """The statistics of a searched batch that add up across workers (EMA step, part 1)."""
         G, k, E = self.num_groups, self.codebook_size, self.entry_size
         b = q.raw.shape[0]
         flat = (q.assignment_t.t() + self._tables().offset).reshape(-1)  # [b * G] rows of G * k
         count = torch.bincount(flat, minlength=G * k).to(q.raw.dtype).view(G, k)
-        if loss is None:
-            loss_count = count.new_zeros(0)
-        else:
-            weight = loss.to(q.raw.dtype).repeat_interleave(G)  # flat is node-major
-            loss_count = torch.bincount(flat, weight, minlength=G * k).view(G, k)
         total = q.raw.new_zeros(G * k, E).index_add_(0, flat, q.whitened.reshape(b * G, E))
         c = min(self.num_candidates, b)
         top = _stable_topk(q.sq_dist, c)  # [G, c]
@@ -505,7 +458,6 @@ class ProductCodebook(nn.Module):
         return CodebookStats(
             assignment=q.assignment_t.t().contiguous(),
             count=count,
-            loss_count=loss_count,
             total=total.view(G, k, E),
             moment_n=torch.tensor(float(b), dtype=q.raw.dtype, device=q.raw.device),
             moment_sum=q.raw.sum(0),
@@ -516,12 +468,10 @@ class ProductCodebook(nn.Module):
             sq_norm=(feat * feat).sum(),
         )
 
-    def batch_stats(
-        self, x: Tensor, g: Tensor | None = None, loss: Tensor | None = None
-    ) -> CodebookStats:
+    def batch_stats(self, x: Tensor, g: Tensor | None = None) -> CodebookStats:
         """Assign a batch to its nearest codewords and summarise it (VQ-VAE EMA step, part 1):
         :meth:`quantize`, then :meth:`summarize`."""
-        return self.summarize(self.quantize(x, g), loss)
+        return self.summarize(self.quantize(x, g))
 
     @torch.no_grad()
     def apply_stats(self, stats: CodebookStats, with_gradients: bool = True) -> None:
@@ -533,8 +483,6 @@ class ProductCodebook(nn.Module):
         """
         gamma = self.decay
         self.ema_count.mul_(gamma).add_(stats.count, alpha=1 - gamma)
-        if stats.loss_count.numel():
-            self.ema_loss_count.mul_(gamma).add_(stats.loss_count, alpha=1 - gamma)
         self.ema_total.mul_(gamma).add_(stats.total, alpha=1 - gamma)
         n = stats.moment_n.clamp_min(1.0)
         mean = stats.moment_sum / n
@@ -565,12 +513,10 @@ class ProductCodebook(nn.Module):
         g_idx, v_idx = take.nonzero(as_tuple=True)
         self.ema_total[g_idx, v_idx] = stats.candidate[g_idx, rank[g_idx, v_idx]]
         self.ema_count[g_idx, v_idx] = 1.0
-        self.ema_loss_count[g_idx, v_idx] = 1.0
         # Dead codewords beyond the candidates wait at the mean with no weight.
         rest = dead & ~take
         self.ema_total[rest] = 0.0
         self.ema_count[rest] = 0.0
-        self.ema_loss_count[rest] = 0.0
 
     @torch.no_grad()
     def usage(self) -> tuple[float, int]:
