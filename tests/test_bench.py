@@ -11,9 +11,9 @@ import sys
 import torch
 
 from vqgnn_dist.bench.flops import count_flops, count_sparse_entries
-from vqgnn_dist.bench.memory import MB, TensorMemoryTracker, track_peak
 from vqgnn_dist.bench.report import fit_exponent
 from vqgnn_dist.cli import main
+from vqgnn_dist.train.memory import MB, TensorMemoryTracker, track_peak
 
 TINY = "synthetic:num_nodes=300,num_features=16,num_classes=4,avg_degree=6,feature_noise=2.0"
 

@@ -41,6 +41,9 @@ def test_train_writes_metrics(tmp_path, method: str) -> None:
         assert key in metrics
     assert len(metrics["history"]) == 3
     assert 0.0 <= metrics["test_acc"] <= 1.0
+    # The first step's peak tensor memory, measured in the first epoch only.
+    assert metrics["peak_tensor_mb"] == metrics["history"][0]["peak_tensor_mb"] > 0
+    assert all("peak_tensor_mb" not in h for h in metrics["history"][1:])
     if method == "vq":
         layers = metrics["history"][-1]["layers"]
         assert len(layers) == 2 and all(0.0 <= layer["eps"] < 1.5 for layer in layers)
@@ -176,6 +179,7 @@ def test_compare_puts_full_graph_one_process_and_ray_workers_side_by_side(tmp_pa
     assert setups["vq"]["bytes_per_epoch"] is None and setups["vq-2-workers"]["bytes_per_epoch"] > 0
     dist = json.loads((tmp_path / "vq-2-workers" / "seed0" / "metrics.json").read_text())
     assert dist["num_workers"] == 2 and dist["worker_peak_rss_mb"] > 0
+    assert dist["peak_tensor_mb"] > 0 and dist["partition_s"] > 0  # the largest worker's
     printed = capsys.readouterr().out
     assert "vq-2-workers - full-graph test accuracy" in printed and "MB/epoch" in printed
 

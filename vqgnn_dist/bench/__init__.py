@@ -6,7 +6,8 @@ accuracy, time per epoch and to accuracy, inference time, peak memory at a
 fixed number of nodes and of messages per batch, bytes moved by the
 distributed run, scaling with graph size and the achieved FLOP rate.
 
-Modules: ``memory`` (peak tensor memory on CPU and CUDA), ``flops`` (FLOP counts
-and the machine's matmul rate), ``methods`` (training and one measured step per
-method), ``runner`` (one process per task), ``report`` (tables, fits, plots).
+Modules: ``flops`` (FLOP counts and the machine's matmul rate), ``methods``
+(training and one measured step per method), ``runner`` (one process per task),
+``report`` (tables, fits, plots). Peak tensor memory is measured by
+:mod:`vqgnn_dist.train.memory`, which training uses too.
 """

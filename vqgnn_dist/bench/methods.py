@@ -7,7 +7,7 @@ method-specific extras (bytes moved for the distributed run, batch sizes for
 the sampling methods).
 
 Every step function runs one training step of a method on one batch under
-:func:`vqgnn_dist.bench.memory.track_peak` and returns its peak tensor memory
+:func:`vqgnn_dist.train.memory.track_peak` and returns its peak tensor memory
 with the batch's node and message counts. Messages are those the forward pass
 aggregates, summed over layers (:func:`vqgnn_dist.bench.flops.count_sparse_entries`;
 the sampling baselines report the same unit).
@@ -26,7 +26,6 @@ import torch
 from torch_geometric.data import Data
 
 from vqgnn_dist.bench.flops import count_flops, count_sparse_entries
-from vqgnn_dist.bench.memory import MB, track_peak
 from vqgnn_dist.config import TrainConfig
 from vqgnn_dist.factory import build_full_graph_model, pick_device
 from vqgnn_dist.run import run
@@ -34,6 +33,7 @@ from vqgnn_dist.tasks.base import GraphView, LocalPlacement, Step
 from vqgnn_dist.tasks.node import NodeTask
 from vqgnn_dist.train.local import build_task, train
 from vqgnn_dist.train.loop import optimize, train_step
+from vqgnn_dist.train.memory import MB, track_peak
 from vqgnn_dist.train.methods import FullGraphMethod, LocalSync, VQMethod
 
 FULL_GRAPH = {"full-gcn": "gcn", "full-sage": "sage", "full-gat": "gat"}

@@ -59,7 +59,7 @@ from vqgnn_dist.progress import quiet
 from vqgnn_dist.tasks.inductive import check_inductive_task
 from vqgnn_dist.tasks.link import check_link_task
 from vqgnn_dist.tasks.node import check_node_task
-from vqgnn_dist.train.loop import best_epoch
+from vqgnn_dist.train.loop import best_epoch, peak_tensor_mb
 from vqgnn_dist.train.metrics import run_info
 
 NAMESPACE = "vqgnn-dist"
@@ -385,6 +385,8 @@ def _metrics(cfg, data, graph, manifest, out: Path, result, wall: float) -> dict
         "history": history,
         "num_workers": cfg.num_workers,
         "worker_peak_rss_mb": max(h.get("worker_peak_rss_mb", 0.0) for h in history),
+        "peak_tensor_mb": peak_tensor_mb(history),
+        "partition_s": manifest.get("seconds"),
         "edge_cut": manifest["edge_cut"],
         "bytes_per_epoch": {
             "codebook": history[-1]["bytes_codebook"],

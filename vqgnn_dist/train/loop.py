@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor
 
 from vqgnn_dist.tasks.base import Placement, Step, Task
+from vqgnn_dist.train.memory import track_peak
 
 Record = dict[str, Any]
 
@@ -84,20 +86,29 @@ def fit(
     ``hooks`` (a distributed worker's) get ``before_step(i)``, ``after_step(i)``
     and ``end_epoch() -> dict`` around the steps. ``keep_best`` keeps a copy of
     the state at the best validation epoch (:func:`best_epoch`).
+
+    The first step of the run is measured for its peak tensor memory (the largest
+    worker's), recorded as ``peak_tensor_mb`` in the first epoch's record; on CPU the
+    measurement (vqgnn_dist/train/memory.py) slows that one step.
     """
     result = FitResult([], 0.0, 0)
     best_val = -float("inf")
     for epoch in range(start_epoch, epochs + 1):
         method.train()
         t0 = time.perf_counter()
-        losses = []
+        losses, peak = [], None
         for i, step in enumerate(method.steps(task, epoch)):
             if hooks is not None:
                 hooks.before_step(i)
-            losses.append(train_step(method, task, step, placement))
+            first = epoch == start_epoch and i == 0
+            with track_peak(placement.device) if first else nullcontext() as measured:
+                losses.append(train_step(method, task, step, placement))
+            peak = measured if first else peak
             if hooks is not None:
                 hooks.after_step(i)
         rec: Record = {"epoch": epoch, **method.end_epoch()}
+        if peak is not None:
+            rec["peak_tensor_mb"] = placement.all_max(peak.peak_mb)
         if hooks is not None:
             rec.update(hooks.end_epoch())
         losses = [float(v) for v in losses]
@@ -134,8 +145,15 @@ def summarize(history: list[Record], train_time: float) -> Record:
         "best_epoch": best["epoch"],
         "final_test_acc": history[-1]["test_acc"],
         "train_time_s": train_time,
+        "peak_tensor_mb": peak_tensor_mb(history),
         "history": history,
     }
+
+
+def peak_tensor_mb(history: list[Record]) -> float | None:
+    """The peak tensor memory of a run's first step (the largest worker's), if measured."""
+    peaks = [h["peak_tensor_mb"] for h in history if "peak_tensor_mb" in h]
+    return max(peaks) if peaks else None
 
 
 def log_epoch(rec: Record, write: Callable[[str], None] = print) -> None:
