@@ -328,6 +328,82 @@ def defaults_table(results: Path, dirs: list[str]) -> str:
     return "".join(defaults_markdown(_load(results, d, "defaults.json")) for d in dirs)
 
 
+def _scale_row(r: dict[str, Any]) -> str:
+    """One training run of the scale job as a table row."""
+    head = f"| {r['num_nodes']:,} | {r['model']} | {r['setup']} "
+    if r["returncode"] != 0:
+        line = r["last_line"].removeprefix("error: ")
+        return head + f"| exit {r['returncode']}: {line} |" + " |" * 9
+    peak = _f(r.get("peak_rss_mb"), 0)
+    if r.get("worker_peak_rss_mb"):
+        peak += f" / {r['worker_peak_rss_mb']:.0f}"
+    epoch_s = sum(r["epoch_s"]) / len(r["epoch_s"])
+    to = "-"
+    if r.get("time_to_target_s") is not None:
+        to = f"{r['time_to_target_s']:.1f} ({r['epochs_to_target']})"
+    elif r.get("target_val_acc") is not None:
+        to = "not reached"
+    moved = by = r.get("bytes_per_epoch")
+    alt = ["", ""]
+    if by:
+        moved = " + ".join(f"{by[k] / 1e6:.1f}" for k in MOVED)
+        alt = [f"{by[k] / 1e6:.1f}" for k in ("halo_features_layerwise", "halo_features_sampled")]
+    losses = ", ".join(f"{x:.2f}" for x in r["losses"])
+    cells = [
+        _f(r["test_acc"], 4),
+        f"{epoch_s:.1f}",
+        to,
+        peak,
+        _f(r.get("peak_tensor_mb"), 0),
+        _f(r.get("partition_s"), 1),
+        moved or "",
+        *alt,
+        losses,
+    ]
+    return head + "| " + " | ".join(cells) + " |"
+
+
+def scale_markdown(result: dict[str, Any]) -> str:
+    """The scale job's tables (``jobs/bench_scale.py``'s ``scale.json``): training runs,
+    then partition-only runs."""
+    lines = [
+        "| nodes | model | setup | test acc | s/epoch | train s to "
+        f"{result['target']:.0%} of full-graph val (epochs) | peak RSS MiB: driver / largest "
+        "worker | first-step peak tensors MiB | partition s | MB/epoch: codebook + halo ids "
+        "+ all-reduce | layer-wise halo features MB | sampled halo features MB | loss per epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    runs = result["runs"]
+    lines += [_scale_row(r) for r in runs if r["kind"] == "train"]
+    parts = [r for r in runs if r["kind"] == "partition"]
+    if parts:
+        lines += [
+            "",
+            "| partition | edges | seconds | peak RSS MiB | edge cut | shard MiB | halo nodes |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    for r in parts:
+        head = f"| {r['num_nodes']:,} nodes into {r['num_parts']} "
+        if r["returncode"] != 0:
+            lines.append(head + f"| exit {r['returncode']}: {r['last_line']} | | | | | |")
+            continue
+        mib = " / ".join(f"{m:.0f}" for m in r["shard_mib"])
+        halo = " / ".join(f"{h:,}" for h in r["part_halo"])
+        cut = r["edge_cut"] / r["num_edges"] if r.get("num_edges") else None
+        lines.append(
+            head + f"| {r.get('num_edges') or '-'} | {r['partition_s']:.0f} "
+            f"| {r['peak_rss_mb']:.0f} | {_f(None if cut is None else 100 * cut, 1)}% "
+            f"| {mib} | {halo} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def scale_table(results: Path, dirs: list[str]) -> str:
+    """:func:`scale_markdown` of ``DIR/scale.json``."""
+    (name,) = dirs
+    return scale_markdown(_load(results, name, "scale.json"))
+
+
 RENDERERS = {
     "bench-summary": bench_summary,
     "bench-budget": bench_budget,
@@ -336,6 +412,7 @@ RENDERERS = {
     "server-scale": server_scale,
     "budget": budget_table,
     "defaults": defaults_table,
+    "scale": scale_table,
 }
 
 
