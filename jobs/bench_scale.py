@@ -16,7 +16,7 @@ codebook server). Each training run is its own ``vqgnn-dist train`` process (a R
 run its own local Ray, or the cluster that ``RAY_ADDRESS`` names), so each peak is
 that run's own. Full-graph training runs under ``--memory-budget`` (default: 90% of
 this machine's memory): where it does not fit it stops with one line naming its
-need, and the table shows that line.
+need, and the table shows that line. A run's epoch lines are the job's progress.
 
 Per run the report holds the driver's peak RSS (on Ray the driver loads and partitions
 the graph) and the largest worker's, the first step's peak tensor memory, seconds per
@@ -82,7 +82,7 @@ def machine_budget() -> str:
 def train_command(num_nodes: int, model: str, setup: str, folder: Path, args) -> list[str]:
     """The ``vqgnn-dist train`` command line of one run."""
     flags = ["train", "--dataset", dataset(num_nodes, args), "--model", model]
-    flags += ["--num-layers", "3", "--hidden", "128", "--no-tensorboard", "--quiet"]
+    flags += ["--num-layers", "3", "--hidden", "128", "--no-tensorboard"]
     flags += ["--output-dir", str(folder)]
     if setup == "full":
         flags += ["--method", "full-graph", "--epochs", str(args.full_epochs)]
@@ -115,8 +115,9 @@ def train_run(num_nodes: int, model: str, setup: str, args) -> dict[str, Any]:
     """Run one training setup; its row of the report."""
     folder = args.out / "runs" / f"{num_nodes}-{model}-{setup}"
     t0 = time.perf_counter()
+    # Its epoch lines (stdout) are the job's progress; stderr is kept for its last line.
     proc = subprocess.run(
-        train_command(num_nodes, model, setup, folder, args), capture_output=True, text=True
+        train_command(num_nodes, model, setup, folder, args), stderr=subprocess.PIPE, text=True
     )
     row: dict[str, Any] = {
         "kind": "train",
@@ -217,7 +218,7 @@ def key(run: tuple) -> str:
     return "-".join(str(p) for p in run)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results/scale"))
     parser.add_argument("--sizes", default="1000000,5000000")
@@ -229,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--locality", type=float, default=0.85)
     parser.add_argument("--full-budget", dest="budget", default=None, help="default: 90%% of RAM")
     parser.add_argument("--partition-nodes", type=int, default=10_000_000, help="0: none")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     args.sizes = [int(float(s)) for s in args.sizes.split(",") if s]
     args.models = [m for m in args.models.split(",") if m]

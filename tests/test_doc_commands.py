@@ -19,6 +19,7 @@ README, CLI, job and Tune tests.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shlex
@@ -110,12 +111,11 @@ def check_job(argv: list[str], data_root: Path) -> None:
         check_train_flags("train", args, data_root)
     elif script == "jobs/tune_codebook.py":
         check_train_flags("tune", args, data_root)
-    elif script == "jobs/evaluate.py":
+    elif script in ("jobs/evaluate.py", "jobs/bench_scale.py"):
         sys.path.insert(0, str(REPO / "jobs"))
         try:
-            import evaluate
-
-            evaluate.build_parser().parse_args(args)
+            job = importlib.import_module(Path(script).stem)
+            job.build_parser().parse_args(args)
         finally:
             sys.path.remove(str(REPO / "jobs"))
     else:
