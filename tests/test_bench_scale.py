@@ -76,3 +76,25 @@ def test_an_unknown_setup_is_refused() -> None:
     with pytest.raises(SystemExit) as err:
         bench_scale.main(["--setups", "full,vq-two"])
     assert err.value.code == 2
+
+
+def test_a_cluster_setup_trains_on_cluster_batches(tmp_path: Path) -> None:
+    args = bench_scale.build_parser().parse_args(["--setups", "vq-2-cluster"])
+    args.budget = "1GiB"
+    cmd = bench_scale.train_command(1000, "gcn", "vq-2-cluster", tmp_path, args)
+    assert cmd[cmd.index("--num-workers") + 1] == "2"
+    assert cmd[cmd.index("--sampler") + 1] == "cluster"
+    plain = bench_scale.train_command(1000, "gcn", "vq-2", tmp_path, args)
+    assert "--sampler" not in plain
+
+
+def test_an_exploding_loss_is_flagged() -> None:
+    """The bench check of the deep blow-up: a loss over LOSS_LIMIT in any epoch."""
+    base = {"kind": "train", "num_nodes": 10, "model": "gcn", "epoch_s": [1.0, 1.0]}
+    rows = [
+        {**base, "setup": "full", "val_acc": 0.9, "val_accs": [0.5, 0.9], "losses": [2.0, 0.5]},
+        {**base, "setup": "vq-2", "val_accs": [0.9, 0.95], "losses": [2.0, 233.9]},
+    ]
+    bench_scale.add_targets(rows)
+    assert [r["loss_exploded"] for r in rows] == [False, True]
+    assert rows[1]["epochs_to_target"] == 1 and rows[1]["time_to_target_s"] == 1.0

@@ -349,6 +349,8 @@ def _scale_row(r: dict[str, Any]) -> str:
         moved = " + ".join(f"{by[k] / 1e6:.1f}" for k in MOVED)
         alt = [f"{by[k] / 1e6:.1f}" for k in ("halo_features_layerwise", "halo_features_sampled")]
     losses = ", ".join(f"{x:.2f}" for x in r["losses"])
+    if r.get("loss_exploded"):
+        losses = f"**exploded:** {losses}"
     cells = [
         _f(r["test_acc"], 4),
         f"{epoch_s:.1f}",
