@@ -31,9 +31,9 @@ partition-only run writes ``--partition-nodes`` nodes as 4 shards and reports it
 seconds, peak RSS and shard sizes.
 
 Runs go to ``OUT/runs.jsonl`` as they finish (a run already there is skipped, so a
-stopped job goes on where it stopped); ``OUT/scale.json`` holds them all with the
-settings, and the tables are printed (``make docs`` renders them into
-docs/distributed.md).
+stopped job goes on where it stopped); ``OUT/scale.json`` holds every run there (this
+invocation's first) with the last invocation's settings, and the tables are printed
+(``make docs`` renders them into docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -275,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(json.dumps(row) + "\n")
         status = "ok" if row["returncode"] == 0 else f"exit {row['returncode']}: {row['last_line']}"
         print(f"[{i}/{len(runs)}] {key(run)}: {status} ({row['wall_s']:.0f} s)", flush=True)
-    rows = [done[key(r)] for r in runs]
+    # This invocation's runs, then those earlier invocations left in runs.jsonl.
+    planned = [key(r) for r in runs]
+    rows = [done[k] for k in planned] + [v for k, v in done.items() if k not in planned]
     add_targets(rows)
     settings = {
         k: (v if isinstance(v, int | float | list) else str(v)) for k, v in vars(args).items()
