@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -267,12 +268,6 @@ def server_scale_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def server_scale(results: Path, dirs: list[str]) -> str:
-    """:func:`server_scale_markdown` of ``DIR/server.json``."""
-    (name,) = dirs
-    return server_scale_markdown(_load(results, name, "server.json"))
-
-
 def budget_markdown(result: dict[str, Any]) -> str:
     """The memory-budget demonstration (``experiments/issue15_budget.py``'s
     ``budget.json``): per run its exit status, accuracy, peaks and the line it ended on."""
@@ -293,12 +288,6 @@ def budget_markdown(result: dict[str, Any]) -> str:
             f"| {_f(r.get('train_time_s'), 0)} | {losses} | {line} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def budget_table(results: Path, dirs: list[str]) -> str:
-    """:func:`budget_markdown` of ``DIR/budget.json``."""
-    (name,) = dirs
-    return budget_markdown(_load(results, name, "budget.json"))
 
 
 MOVED = ("codebook", "halo_assignments", "allreduce")
@@ -343,8 +332,8 @@ def _scale_row(r: dict[str, Any]) -> str:
         to = f"{r['time_to_target_s']:.1f} ({r['epochs_to_target']})"
     elif r.get("target_val_acc") is not None:
         to = "not reached"
-    moved = by = r.get("bytes_per_epoch")
-    alt = ["", ""]
+    by = r.get("bytes_per_epoch")
+    moved, alt = "", ["", ""]
     if by:
         moved = " + ".join(f"{by[k] / 1e6:.1f}" for k in MOVED)
         alt = [f"{by[k] / 1e6:.1f}" for k in ("halo_features_layerwise", "halo_features_sampled")]
@@ -358,7 +347,7 @@ def _scale_row(r: dict[str, Any]) -> str:
         peak,
         _f(r.get("peak_tensor_mb"), 0),
         _f(r.get("partition_s"), 1),
-        moved or "",
+        moved,
         *alt,
         losses,
     ]
@@ -400,10 +389,14 @@ def scale_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def scale_table(results: Path, dirs: list[str]) -> str:
-    """:func:`scale_markdown` of ``DIR/scale.json``."""
-    (name,) = dirs
-    return scale_markdown(_load(results, name, "scale.json"))
+def _one_file(markdown: Callable[[dict[str, Any]], str], file: str) -> Callable[..., str]:
+    """The renderer of block ``KIND:DIR`` that renders ``DIR/file`` with ``markdown``."""
+
+    def render(results: Path, dirs: list[str]) -> str:
+        (name,) = dirs
+        return markdown(_load(results, name, file))
+
+    return render
 
 
 RENDERERS = {
@@ -411,10 +404,10 @@ RENDERERS = {
     "bench-budget": bench_budget,
     "compare": compare_table,
     "universal": universal_table,
-    "server-scale": server_scale,
-    "budget": budget_table,
+    "server-scale": _one_file(server_scale_markdown, "server.json"),
+    "budget": _one_file(budget_markdown, "budget.json"),
     "defaults": defaults_table,
-    "scale": scale_table,
+    "scale": _one_file(scale_markdown, "scale.json"),
 }
 
 

@@ -103,7 +103,8 @@ def fit(
             first = epoch == start_epoch and i == 0
             with track_peak(placement.device) if first else nullcontext() as measured:
                 losses.append(train_step(method, task, step, placement))
-            peak = measured if first else peak
+            if first:
+                peak = measured
             if hooks is not None:
                 hooks.after_step(i)
         rec: Record = {"epoch": epoch, **method.end_epoch()}
